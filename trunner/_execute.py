@@ -1,0 +1,261 @@
+"""Running one task: the fast path, and the full path of the reliability layer.
+
+A task whose options are None (or ``simple``) is called and recorded, nothing
+else: that is what most tasks are, and what the throughput figures measure.
+Every other task goes through `run_full`, which adds attempts, per-attempt
+timeouts, middleware, retries with backoff, rate limits, hooks and thread
+offload.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from ._context import sequence_var
+from ._errors import TaskCancelledError, TaskTimeoutError
+from ._hooks import call_hook
+from ._traits import TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ._abc import TaskRunner
+    from ._handle import TaskHandle
+    from ._options import TaskOptions
+
+_SUCCEEDED: Final = TaskState.SUCCEEDED
+_FAILED: Final = TaskState.FAILED
+_CANCELLED: Final = TaskState.CANCELLED
+_isawaitable: Final = inspect.isawaitable
+
+
+def cancelled_error(handle: TaskHandle[object]) -> TaskCancelledError:
+    """The error a task that was cancelled while running ends with."""
+    return TaskCancelledError(f"task {handle.name!r} was cancelled while running")
+
+
+async def run_task(runner: TaskRunner, handle: TaskHandle[object], scope: trio.CancelScope) -> None:
+    """Run a PENDING handle to its end in ``scope`` and record how it ended.
+
+    Re-raises `trio.Cancelled` (after recording the task CANCELLED) so that the
+    scope unwinds; any other error of the task is recorded, never raised,
+    except the non-`Exception` ones such as `KeyboardInterrupt`.
+    """
+    opts = handle._opts
+    if opts is not None and not opts.simple:
+        await run_full(runner, handle, scope, opts)
+        return
+    runner._begin(handle, scope)
+    try:
+        fn = handle._fn
+        assert fn is not None
+        result = fn(*handle._args)
+        if _isawaitable(result):
+            result = await result
+    except trio.Cancelled:
+        runner._end(handle, _CANCELLED, cancelled_error(handle))
+        raise
+    except BaseException as error:  # noqa: BLE001  # recorded, and re-raised if not an Exception
+        end_with_error(runner, handle, error)
+    else:
+        runner._end(handle, _SUCCEEDED, result)
+
+
+def end_with_error(runner: TaskRunner, handle: TaskHandle[object], error: BaseException) -> None:
+    """Record a task that raised ``error``; re-raise what must not be swallowed."""
+    if isinstance(error, Exception):
+        runner._end(handle, _FAILED, error)
+        return
+    if isinstance(error, BaseExceptionGroup):
+        cancelled, rest = error.split(trio.Cancelled)
+        if rest is None:
+            # Only cancellations (from a nursery inside the task): a cancel.
+            runner._end(handle, _CANCELLED, cancelled_error(handle))
+            raise error
+        runner._end(handle, _FAILED, rest)
+        if cancelled is not None:
+            raise cancelled from None
+        if isinstance(rest, Exception):
+            return
+    else:
+        runner._end(handle, _FAILED, error)
+    raise error  # KeyboardInterrupt, SystemExit and their groups end the run
+
+
+async def call_function(runner: TaskRunner, handle: TaskHandle[object]) -> object:
+    """Make one call of the task's function (no bookkeeping): one attempt."""
+    opts = handle._opts
+    fn = handle._fn
+    assert fn is not None
+    if opts is not None and opts.offload:
+        return await offload(runner, fn, handle._args, abandon=opts.timeout is not None)
+    result = fn(*handle._args)
+    if _isawaitable(result):
+        return await result
+    return result
+
+
+async def offload(
+    runner: TaskRunner, fn: Callable[..., object], args: tuple[object, ...], *, abandon: bool
+) -> object:
+    """Run a sync function in a worker thread.
+
+    A function in a thread cannot be interrupted. Without a timeout
+    (``abandon=False``) a cancellation waits for it to end, as `trio.to_thread`
+    does. With a timeout the caller stops waiting at the deadline, but the
+    sequence (or worker) it runs on does not move on until the thread has
+    ended: the consumer joins it through ``SequenceSlot.stragglers``.
+    """
+    scheduler = runner._scheduler
+    finished = trio.Event()
+    token = runner._token
+
+    def ended() -> None:
+        scheduler.thread_call_ended()
+        finished.set()
+
+    def work() -> object:
+        try:
+            return fn(*args)
+        finally:
+            token.run_sync_soon(ended)
+
+    scheduler.thread_call_started()
+    if not abandon:
+        return await trio.to_thread.run_sync(work)
+
+    try:
+        return await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except trio.Cancelled:
+        slot = sequence_var.get(None)
+        if slot is not None:
+            slot.stragglers.append(finished)
+        raise
+
+
+async def join_stragglers(stragglers: list[trio.Event]) -> None:
+    """Wait, shielded, for abandoned thread calls to end.
+
+    Deliberately unbounded: returning earlier would leave a thread of the
+    runner running after it has moved on (or closed).
+    """
+    with trio.CancelScope(shield=True):
+        while stragglers:
+            await stragglers.pop().wait()
+
+
+async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> None:
+    """Before a task starts: take a rate-limit token, then a scheduler slot.
+
+    The token comes first, so that a task waiting for one holds no slot. The
+    consumer's `SequenceSlot` records whether it holds a scheduler slot.
+    """
+    opts = handle._opts
+    if opts is not None and opts.bucket is not None:
+        await opts.bucket.take()
+    await _acquire(runner, handle)
+
+
+async def _acquire(runner: TaskRunner, handle: TaskHandle[object]) -> None:
+    limiter = runner._scheduler._limiter
+    if limiter is None:
+        return
+    if not limiter.acquire_nowait():
+        await limiter.acquire(handle.traits.priority)
+    sequence_var.get().holds_slot = True
+
+
+def release_slot(runner: TaskRunner) -> None:
+    """Give back the scheduler slot the current consumer holds, if any."""
+    slot = sequence_var.get()
+    if slot.holds_slot:
+        slot.holds_slot = False
+        limiter = runner._scheduler._limiter
+        assert limiter is not None
+        limiter.release()
+
+
+def _build_call(
+    runner: TaskRunner, handle: TaskHandle[object], opts: TaskOptions
+) -> Callable[[], Awaitable[object]]:
+    call: Callable[[], Awaitable[object]] = functools.partial(runner._call, handle)
+    for middleware in reversed(opts.middleware):
+        call = functools.partial(middleware, handle, call)
+    return call
+
+
+async def run_full(
+    runner: TaskRunner,
+    handle: TaskHandle[object],
+    scope: trio.CancelScope,
+    opts: TaskOptions,
+) -> None:
+    """Run a task with the whole reliability layer and record how it ended.
+
+    Each attempt runs its middleware (first outermost) around the call, inside
+    the attempt's timeout scope. A failed attempt is retried as its policy says,
+    after a cancellable backoff on the trio clock; a retry takes a new rate
+    limit token, giving back the scheduler slot while it waits for it.
+    """
+    runner._begin(handle, scope)
+    for hook in opts.on_start:
+        call_hook(hook, handle)
+    call = _build_call(runner, handle, opts) if opts.middleware else None
+    attempt = 1
+    try:
+        while True:
+            error: BaseException | None = None
+            result: object = None
+            if opts.timeout is None:
+                try:
+                    result = await (runner._call(handle) if call is None else call())
+                except Exception as exc:  # noqa: BLE001  # the attempt's failure
+                    error = exc
+            else:
+                with trio.CancelScope(deadline=trio.current_time() + opts.timeout) as attempt_scope:
+                    handle._scope = attempt_scope
+                    try:
+                        result = await (runner._call(handle) if call is None else call())
+                    except Exception as exc:  # noqa: BLE001  # the attempt's failure
+                        error = exc
+                handle._scope = scope
+                if attempt_scope.cancelled_caught:
+                    if handle._cancel_requested:
+                        runner._end(handle, _CANCELLED, cancelled_error(handle))
+                        return
+                    runner._timeouts += 1
+                    error = TaskTimeoutError(
+                        f"attempt {attempt} of task {handle.name!r} ran past its "
+                        f"timeout of {opts.timeout} s"
+                    )
+            if error is None:
+                runner._end(handle, _SUCCEEDED, result)
+                return
+            policy = opts.retry
+            if policy is None or handle._cancel_requested or not policy.should_retry(error, attempt):
+                runner._end(handle, _FAILED, error)
+                return
+            await trio.sleep(policy.backoff(attempt))
+            attempt += 1
+            runner._retries += 1
+            handle._attempts = attempt
+            if opts.bucket is not None:
+                await _take_token_without_slot(runner, handle, opts)
+    except trio.Cancelled:
+        runner._end(handle, _CANCELLED, cancelled_error(handle))
+        raise
+    except BaseException as exc:  # noqa: BLE001  # recorded, and re-raised if not an Exception
+        end_with_error(runner, handle, exc)
+
+
+async def _take_token_without_slot(
+    runner: TaskRunner, handle: TaskHandle[object], opts: TaskOptions
+) -> None:
+    assert opts.bucket is not None
+    release_slot(runner)
+    await opts.bucket.take()
+    await _acquire(runner, handle)

@@ -1,0 +1,248 @@
+"""TaskHandle and RepeatingHandle: what posting a task gives back."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+
+import attrs
+import outcome
+import trio
+
+from ._errors import TaskCancelledError
+from ._traits import TERMINAL_STATES, MissedTicks, RepeatMode, TaskState, TaskTraits
+from ._util import describe
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from ._abc import TaskRunner
+    from ._options import TaskOptions
+
+T = TypeVar("T")
+
+#: Task ids: unique within the process, increasing in posting order.
+next_id: Final = itertools.count(1).__next__
+
+_PENDING: Final = TaskState.PENDING
+_RUNNING: Final = TaskState.RUNNING
+_SUCCEEDED: Final = TaskState.SUCCEEDED
+_FAILED: Final = TaskState.FAILED
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class TaskHandle(Generic[T]):
+    """A task posted to a runner: its state, its result, and a way to cancel it.
+
+    Handles are made by the ``post_*`` methods of runners; their constructor is
+    internal. A handle stays valid after its task has ended; it keeps the
+    result, not the function and its arguments.
+    """
+
+    _runner: TaskRunner
+    _fn: Callable[..., object] | None
+    _args: tuple[object, ...]
+    _id: int
+    _opts: TaskOptions | None
+    _queued_at: float
+    _state: TaskState = _PENDING
+    # The value when SUCCEEDED, the exception when FAILED, CANCELLED or SKIPPED.
+    _result: object = None
+    # Callables run once with this handle when it ends; None when there are none.
+    _waiters: list[Callable[[TaskHandle[T]], object]] | None = None
+    _cancel_requested: bool = False
+    # The slots below are written before they are first read, so the hot path
+    # does not pay for initialising them.
+    _scope: trio.CancelScope = attrs.field(init=False)
+    _started_at: float = attrs.field(init=False)
+    _finished_at: float = attrs.field(init=False)
+    _attempts: int = attrs.field(init=False)
+    _traceback: TracebackType | None = attrs.field(init=False)
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle #{self._id} {self.name!r} {self._state.value}>"
+
+    @property
+    def id(self) -> int:
+        """The task's id: unique in the process, increasing in posting order."""
+        return self._id
+
+    @property
+    def name(self) -> str:
+        """The ``name=`` given when posting, else the function's qualified name."""
+        opts = self._opts
+        if opts is not None and opts.name is not None:
+            return opts.name
+        fn = self._fn
+        return f"task-{self._id}" if fn is None else describe(fn)
+
+    @property
+    def runner(self) -> TaskRunner:
+        """The runner the task was posted to."""
+        return self._runner
+
+    @property
+    def traits(self) -> TaskTraits:
+        """The traits the task runs with: its own, or else its runner's."""
+        opts = self._opts
+        return self._runner.traits if opts is None else opts.traits
+
+    @property
+    def state(self) -> TaskState:
+        """Where the task is in its life (see `TaskState`)."""
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        """Whether the task has ended (SUCCEEDED, FAILED, CANCELLED or SKIPPED)."""
+        return self._state in TERMINAL_STATES
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts the task has started (more than one when retried)."""
+        return self._attempts if self._state is not _PENDING else 0
+
+    @property
+    def outcome(self) -> outcome.Outcome[T] | None:
+        """The task's result as an `outcome.Outcome`, or None while it has not ended.
+
+        A cancelled or skipped task gives ``outcome.Error(TaskCancelledError())``.
+        Each access returns a fresh outcome, so each can be unwrapped once.
+        """
+        state = self._state
+        if state is _SUCCEEDED:
+            return outcome.Value(self._result)  # type: ignore[arg-type]  # the result of fn is a T
+        if state in TERMINAL_STATES:
+            return outcome.Error(self._exception())
+        return None
+
+    def _exception(self) -> BaseException:
+        error = self._result
+        assert isinstance(error, BaseException)
+        if self._state is _FAILED:
+            return error.with_traceback(self._traceback)
+        # A fresh error per use: each waiter gets its own traceback.
+        return TaskCancelledError(*error.args)
+
+    async def wait(self) -> T:
+        """Wait for the task to end and return its result.
+
+        This is a checkpoint, also when the task has already ended.
+        Cancelling the wait leaves the task alone: use `cancel` to stop it.
+
+        Returns:
+            The value the task's function returned.
+
+        Raises:
+            TaskCancelledError: if the task was cancelled or skipped.
+            Exception: the exception the task raised, as itself (not wrapped),
+                with its traceback.
+        """
+        if self._state in TERMINAL_STATES:
+            await trio.lowlevel.checkpoint()
+        else:
+            event = trio.Event()
+            self.add_done_callback(lambda _: event.set())
+            await event.wait()
+        if self._state is _SUCCEEDED:
+            return self._result  # type: ignore[return-value]  # the result of fn is a T
+        raise self._exception()
+
+    def cancel(self) -> bool:
+        """Cancel the task, if it has not ended yet.
+
+        A pending task never starts and ends CANCELLED at once. A running task is
+        cancelled through its cancel scope and ends CANCELLED when it unwinds;
+        a function running in a thread cannot be interrupted and runs to its end.
+
+        Returns:
+            True if the request took effect, False if the task had already ended
+            or runs in a thread that cannot be interrupted.
+        """
+        return self._runner._cancel_handle(self)
+
+    def add_done_callback(self, callback: Callable[[TaskHandle[T]], object]) -> None:
+        """Call ``callback(handle)`` once the task has ended, on the Trio thread.
+
+        If the task has already ended, the callback runs at once. A callback that
+        raises is logged and does not disturb the runner or other callbacks.
+        """
+        if self._state in TERMINAL_STATES:
+            self._runner._call_done_callback(callback, self)
+        elif self._waiters is None:
+            self._waiters = [callback]
+        else:
+            self._waiters.append(callback)
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class RepeatingHandle:
+    """A repeating task: how many times it has run, and a way to stop it.
+
+    Made by `TaskRunner.post_repeating_task`; its constructor is internal. Runs
+    of one repeating task never overlap: the next run is scheduled when the
+    previous one has ended. A run that fails is reported like any failed task
+    (to the runner's ``on_error``) and the repetition goes on.
+    """
+
+    _runner: TaskRunner
+    _fn: Callable[..., object]
+    _args: tuple[object, ...]
+    _opts: TaskOptions | None
+    _interval: float
+    _mode: RepeatMode
+    _missed: MissedTicks
+    # Tick k of a fixed-rate schedule is due at _anchor + k * _interval.
+    _anchor: float
+    _id: int = attrs.field(factory=next_id)
+    _tick: int = 0
+    _runs: int = 0
+    _stopped: bool = False
+    # The run that is queued or running, if any.
+    _current: TaskHandle[object] | None = None
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "active"
+        return f"<RepeatingHandle #{self._id} {describe(self._fn)!r} {state}, runs={self._runs}>"
+
+    @property
+    def id(self) -> int:
+        """The repeating task's id, unique in the process."""
+        return self._id
+
+    @property
+    def runs(self) -> int:
+        """How many runs have started so far."""
+        return self._runs
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the repetition has stopped (by `stop`, a cancel or a close)."""
+        return self._stopped
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the runs' deadlines (or between runs, in FIXED_DELAY)."""
+        return self._interval
+
+    def stop(self) -> None:
+        """Stop the repetition: no run starts after this call.
+
+        A run that is queued but not started is cancelled; a run in progress
+        finishes. Stopping twice is harmless.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        current = self._current
+        if current is not None and current.state is _PENDING:
+            current.cancel()
+
+    def _invoke(self, *args: object) -> object:
+        # Runs in place of the user's function, so that it counts started runs
+        # on whatever thread the run takes place.
+        self._runs += 1
+        return self._fn(*args)

@@ -1,0 +1,60 @@
+"""Lifecycle hooks and the middleware type."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, TypeAlias, final
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
+    from ._results import TaskResult
+
+logger: Final = logging.getLogger("trunner.hooks")
+
+#: ``async def mw(task, call_next)``: wraps each attempt of a task.
+Middleware: TypeAlias = "Callable[[TaskHandle[object], Callable[[], Awaitable[object]]], Awaitable[object]]"
+
+
+def _optional_callable(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+    del instance
+    if value is not None and not callable(value):
+        raise TypeError(f"{attribute.name} must be callable or None, not {value!r}")
+
+
+@final
+@attrs.frozen
+class TaskHooks:
+    """Plain callables told about each task's life, on the Trio thread.
+
+    Hooks set on a scheduler see every task of its runners; hooks set on a
+    runner see its tasks; both fire when both are set, the scheduler's first.
+    A hook that raises is logged (logger ``trunner.hooks``) and never breaks
+    the runner or loses the task's result.
+
+    Args:
+        on_queued: ``on_queued(task)`` when a task is posted.
+        on_start: ``on_start(task)`` once, when its first attempt starts.
+        on_finish: ``on_finish(task, result)`` once, when it has ended, with its
+            `TaskResult`; also for tasks that were cancelled or skipped.
+    """
+
+    on_queued: Callable[[TaskHandle[object]], object] | None = attrs.field(
+        default=None, validator=_optional_callable
+    )
+    on_start: Callable[[TaskHandle[object]], object] | None = attrs.field(
+        default=None, validator=_optional_callable
+    )
+    on_finish: Callable[[TaskHandle[object], TaskResult], object] | None = attrs.field(
+        default=None, validator=_optional_callable
+    )
+
+
+def call_hook(hook: Callable[..., object], *args: object) -> None:
+    """Call a hook and log whatever it raises."""
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception("hook %r raised; the task goes on", hook)

@@ -1,0 +1,173 @@
+"""The options of runners and tasks, validated once at the boundary."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, final
+
+import attrs
+
+from ._hooks import Middleware, TaskHooks
+from ._ratelimit import RateLimit, TokenBucket
+from ._retry import RetryPolicy
+from ._traits import DEFAULT_TRAITS, TaskTraits
+from ._util import check_duration, check_optional_count
+
+if TYPE_CHECKING:
+    from ._handle import TaskHandle
+
+logger: Final = logging.getLogger("trunner.runner")
+
+
+def log_task_error(handle: TaskHandle[object], error: BaseException) -> None:
+    """Log a failed task: the default ``on_error`` of every runner."""
+    logger.error("task %r failed", handle, exc_info=error)
+
+
+def _check_timeout(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    del instance
+    if value is not None:
+        check_duration(attribute.name, value, allow_zero=False)
+
+
+def check_timeout(value: object) -> float | None:
+    """Return a per-task ``timeout=`` as seconds, or raise naming it."""
+    return None if value is None else check_duration("timeout", value, allow_zero=False)
+
+
+def _check_max_pending(instance: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+    del instance, attribute
+    check_optional_count("max_pending", value)
+
+
+def _check_middleware(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+    del instance, attribute
+    for mw in value:  # type: ignore[attr-defined]  # converted to a tuple first
+        if not callable(mw):
+            raise TypeError(f"each middleware must be an async callable, not {mw!r}")
+
+
+def _to_tuple(value: Sequence[Middleware] | None) -> tuple[Middleware, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"middleware must be a list of callables, not {value!r}")
+    return tuple(value)
+
+
+def _optional_instance(cls: type) -> Callable[[object, attrs.Attribute[object], object], None]:
+    return attrs.validators.optional(attrs.validators.instance_of(cls))
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RunnerConfig:
+    """The keyword options every ``open_*_runner`` / ``create_*_runner`` takes."""
+
+    traits: TaskTraits = attrs.field(
+        default=DEFAULT_TRAITS, validator=attrs.validators.instance_of(TaskTraits)
+    )
+    name: str | None = attrs.field(default=None, validator=_optional_instance(str))
+    max_pending: int | None = attrs.field(default=None, validator=_check_max_pending)
+    retry: RetryPolicy | None = attrs.field(default=None, validator=_optional_instance(RetryPolicy))
+    timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    hooks: TaskHooks | None = attrs.field(default=None, validator=_optional_instance(TaskHooks))
+    middleware: tuple[Middleware, ...] = attrs.field(
+        default=(), converter=_to_tuple, validator=_check_middleware
+    )
+    rate_limit: RateLimit | None = attrs.field(
+        default=None, validator=_optional_instance(RateLimit)
+    )
+    on_error: Callable[[TaskHandle[object], BaseException], object] | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
+    )
+
+
+@final
+class TaskOptions:
+    """What one task (or every task of a runner, shared) runs with.
+
+    A task posted with the runner's defaults shares the runner's options
+    object, or has None when the runner uses no feature at all; the hot paths
+    test ``opts is None or opts.simple`` and skip everything else.
+    """
+
+    __slots__ = (
+        "bucket",
+        "middleware",
+        "name",
+        "offload",
+        "on_finish",
+        "on_queued",
+        "on_start",
+        "retry",
+        "simple",
+        "timeout",
+        "traits",
+    )
+
+    def __init__(
+        self,
+        *,
+        traits: TaskTraits,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        offload: bool,
+        hooks: tuple[TaskHooks, ...],
+        middleware: tuple[Middleware, ...],
+        bucket: TokenBucket | None,
+    ) -> None:
+        self.traits = traits
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.offload = offload
+        self.on_queued = tuple(h.on_queued for h in hooks if h.on_queued is not None)
+        self.on_start = tuple(h.on_start for h in hooks if h.on_start is not None)
+        self.on_finish = tuple(h.on_finish for h in hooks if h.on_finish is not None)
+        self.middleware = middleware
+        self.bucket = bucket
+        self.simple = self._is_simple()
+
+    def _is_simple(self) -> bool:
+        # True when the task needs nothing but to be called: the fast path.
+        return not (
+            self.retry
+            or self.timeout is not None
+            or self.offload
+            or self.on_start
+            or self.on_finish
+            or self.middleware
+            or self.bucket
+        )
+
+    def evolve(
+        self,
+        *,
+        traits: TaskTraits,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        offload: bool,
+    ) -> TaskOptions:
+        """Return a copy with the per-task options of one post."""
+        copy = TaskOptions.__new__(TaskOptions)
+        for slot in TaskOptions.__slots__:
+            setattr(copy, slot, getattr(self, slot))
+        copy.traits = traits
+        copy.name = name
+        copy.retry = retry
+        copy.timeout = timeout
+        copy.offload = offload
+        copy.simple = copy._is_simple()
+        return copy
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine, judged without calling it."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
+    )

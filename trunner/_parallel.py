@@ -1,0 +1,154 @@
+"""ParallelTaskRunner: up to N tasks at once, highest priority first."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Final, final
+
+import attrs
+import trio
+
+from ._abc import _CLOSED, TaskRunner
+from ._context import SequenceSlot, runner_var, sequence_var
+from ._execute import acquire_slot, join_stragglers, release_slot, run_task
+from ._traits import Priority, TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._handle import TaskHandle
+
+#: Tasks a worker runs back to back before it yields to the trio scheduler,
+#: when the tasks themselves do not yield.
+BATCH: Final = 32
+
+_PENDING: Final = TaskState.PENDING
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class ParallelTaskRunner(TaskRunner):
+    """Runs up to ``max_concurrency`` tasks at once.
+
+    Pending tasks start highest priority first, FIFO within a priority. Each
+    task is a sequence of its own (for `SequenceChecker` and `SequenceLocal`).
+
+    Built on a `trio.CapacityLimiter` that counts long-lived workers. Workers
+    are spawned on demand, up to the limit, and pop tasks from one queue per
+    priority; an idle worker parks until a task comes. Made by
+    `Scheduler.open_parallel_runner` and friends; the constructor is internal.
+    """
+
+    _max_concurrency: int = attrs.field(kw_only=True)
+    _capacity: trio.CapacityLimiter = attrs.field(init=False)
+    # One FIFO per priority, highest priority first.
+    _queues: tuple[deque[TaskHandle[object]], ...] = attrs.field(init=False)
+    _by_priority: dict[Priority, deque[TaskHandle[object]]] = attrs.field(init=False)
+    _idle_lot: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
+    _idle_workers: int = attrs.field(init=False, default=0)
+    # Every live worker's slot, and the cancel scope it waits in.
+    _workers: dict[SequenceSlot, trio.CancelScope | None] = attrs.field(init=False, factory=dict)
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many tasks may run at once."""
+        return self._max_concurrency
+
+    def _start_machinery(self) -> None:
+        self._capacity = trio.CapacityLimiter(self._max_concurrency)
+        self._queues = (deque(), deque(), deque())
+        self._by_priority = {
+            Priority.USER_BLOCKING: self._queues[0],
+            Priority.USER_VISIBLE: self._queues[1],
+            Priority.BEST_EFFORT: self._queues[2],
+        }
+
+    def _enqueue(self, handle: TaskHandle[object]) -> None:
+        opts = handle._opts
+        traits = self._traits if opts is None else opts.traits
+        self._by_priority[traits.priority].append(handle)
+        if self._idle_workers:
+            self._idle_workers -= 1
+            self._idle_lot.unpark()
+        elif self._capacity.available_tokens:
+            slot = SequenceSlot(None)
+            self._capacity.acquire_on_behalf_of_nowait(slot)
+            self._workers[slot] = None
+            self._nursery.start_soon(self._work, slot, name=f"{self._name}-worker")
+
+    def _pop(self) -> TaskHandle[object] | None:
+        for queue in self._queues:
+            while queue:
+                handle = queue.popleft()
+                if handle._state is _PENDING:
+                    return handle
+        return None
+
+    def _stop_intake(self) -> None:
+        if not self._workers:
+            self._machinery_exited()
+            return
+        self._idle_workers = 0
+        self._idle_lot.unpark_all()
+        for slot, scope in self._workers.items():
+            if slot.token is None and scope is not None:
+                scope.cancel()  # waiting for a token or a slot: stop now
+
+    def _running_handles(self) -> Iterable[TaskHandle[object]]:
+        return [slot.token for slot in self._workers if slot.token is not None]  # type: ignore[misc]  # tokens of workers are handles
+
+    async def _work(self, slot: SequenceSlot) -> None:
+        runner_var.set(self)
+        sequence_var.set(slot)
+        limited = self._scheduler._limiter is not None
+        budget = BATCH
+        crashed = False
+        try:
+            while True:
+                with trio.CancelScope() as scope:
+                    self._workers[slot] = scope
+                    while True:
+                        handle = self._pop()
+                        if handle is None:
+                            if self._phase == _CLOSED:
+                                return
+                            self._housekeeping()
+                            self._idle_workers += 1
+                            try:
+                                await self._idle_lot.park()
+                            except BaseException:
+                                self._idle_workers -= 1  # still parked: nobody woke it
+                                raise
+                            budget = BATCH
+                            continue
+                        opts = handle._opts
+                        if limited or (opts is not None and opts.bucket is not None):
+                            await acquire_slot(self, handle)
+                            if handle._state is not _PENDING:
+                                release_slot(self)
+                                continue
+                        slot.token = handle
+                        try:
+                            await run_task(self, handle, scope)
+                        finally:
+                            slot.token = None
+                            if limited:
+                                release_slot(self)
+                            if slot.stragglers:
+                                await join_stragglers(slot.stragglers)
+                        if self._blocked:
+                            await self._deliver_blocked()
+                        if scope.cancel_called:
+                            break
+                        budget -= 1
+                        if not budget:
+                            budget = BATCH
+                            await trio.lowlevel.checkpoint()
+        except BaseException:
+            crashed = True  # cancelled from outside, or KeyboardInterrupt and the like
+            raise
+        finally:
+            del self._workers[slot]
+            self._capacity.release_on_behalf_of(slot)
+            if not self._workers and (crashed or self._phase == _CLOSED):
+                self._machinery_exited()

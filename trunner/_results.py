@@ -1,0 +1,168 @@
+"""Task results and the subscriptions that fan them out."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, final
+
+import attrs
+import trio
+
+from ._traits import TaskState
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from ._abc import TaskRunner
+
+
+@final
+@attrs.frozen(kw_only=True)
+class TaskResult:
+    """How a task ended: what `TaskRunner.subscribe_results` and ``on_finish`` get.
+
+    Times are on the trio clock. ``started_at`` is None for a task that never
+    started (SKIPPED, or CANCELLED while pending); ``value`` is None unless the
+    task SUCCEEDED and ``error`` is None if it did.
+    """
+
+    task_id: int
+    name: str
+    state: TaskState
+    value: object = None
+    error: BaseException | None = None
+    queued_at: float
+    started_at: float | None
+    finished_at: float
+    #: Attempts started: 0 for a task that never started, > 1 after retries.
+    attempts: int
+
+
+@final
+class DropPolicy(enum.Enum):
+    """What a result subscription does when its buffer is full."""
+
+    #: The subscriber misses the new result (the default).
+    DROP_NEWEST = "drop_newest"
+    #: The oldest buffered result makes room for the new one.
+    DROP_OLDEST = "drop_oldest"
+    #: The runner waits until the subscriber has room. Results produced outside
+    #: any task, such as tasks skipped at close, are buffered instead.
+    BLOCK = "block"
+
+
+@final
+class ResultSubscription:
+    """A stream of the `TaskResult` of every task of a runner that ends.
+
+    Made by `TaskRunner.subscribe_results`; its constructor is internal. It is
+    subscribed from the moment it is made. Iterate it with ``async for``, which
+    ends when the runner has closed and the buffer is empty, or when the
+    subscription is closed. Leaving its ``async with`` block (or `close`)
+    unsubscribes.
+    """
+
+    __slots__ = ("_buffer", "_capacity", "_closed", "_data", "_policy", "_room", "_runner", "dropped")
+
+    def __init__(self, runner: TaskRunner, buffer: int, policy: DropPolicy) -> None:
+        self._runner = runner
+        self._capacity = buffer
+        self._policy = policy
+        self._buffer: deque[TaskResult] = deque()
+        self._data = trio.lowlevel.ParkingLot()
+        self._room = trio.lowlevel.ParkingLot()
+        self._closed = False
+        #: Results this subscriber missed because its buffer was full.
+        self.dropped = 0
+
+    @property
+    def policy(self) -> DropPolicy:
+        """What happens when the buffer is full."""
+        return self._policy
+
+    @property
+    def closed(self) -> bool:
+        """Whether the subscription has been closed."""
+        return self._closed
+
+    def offer(self, result: TaskResult) -> bool:
+        """Take ``result``; return False only when a BLOCK subscriber is full."""
+        if self._closed:
+            return True
+        buffer = self._buffer
+        if len(buffer) >= self._capacity:
+            if self._policy is DropPolicy.BLOCK:
+                return False
+            self.dropped += 1
+            self._runner._count_dropped_result()
+            if self._policy is DropPolicy.DROP_NEWEST:
+                return True
+            buffer.popleft()
+        buffer.append(result)
+        self._data.unpark()
+        return True
+
+    def force(self, result: TaskResult) -> None:
+        """Take ``result`` even beyond the buffer size (results made outside a task)."""
+        if not self._closed:
+            self._buffer.append(result)
+            self._data.unpark()
+
+    async def wait_room(self) -> None:
+        """Wait until the buffer has room or the subscription is closed."""
+        while not self._closed and len(self._buffer) >= self._capacity:
+            await self._room.park()
+
+    def wake(self) -> None:
+        """Wake readers so that they notice a closed runner."""
+        self._data.unpark_all()
+
+    def close(self) -> None:
+        """Unsubscribe. Buffered results are dropped; iteration ends. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        self._runner._unsubscribe(self)
+        self._data.unpark_all()
+        self._room.unpark_all()
+
+    async def aclose(self) -> None:
+        """Unsubscribe, like `close`. A checkpoint."""
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Self:
+        await trio.lowlevel.checkpoint()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> TaskResult:
+        """Wait for the next result. A checkpoint.
+
+        Raises:
+            StopAsyncIteration: once the subscription is closed, or the runner
+                has closed and every buffered result has been read.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._buffer:
+            if self._closed or self._runner._fully_closed:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise StopAsyncIteration
+            await self._data.park()
+        result = self._buffer.popleft()
+        self._room.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return result

@@ -1,0 +1,99 @@
+"""RetryPolicy: how often and how patiently a failing task is tried again."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Final, final
+
+import attrs
+
+from ._util import check_duration
+
+_rng: Final = random.Random()
+
+
+def _check_delay(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    del instance
+    check_duration(attribute.name, value)
+
+
+def _to_exception_types(value: object) -> tuple[type[BaseException], ...]:
+    types = value if isinstance(value, tuple) else (value,)
+    for cls in types:  # pyright: ignore[reportUnknownVariableType]  # checked just below
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(
+                f"retry_on must be an exception class or a tuple of them, not {value!r}"
+            )
+    return types  # pyright: ignore[reportUnknownVariableType]  # checked above
+
+
+def _check_max_attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    del instance, attribute
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_attempts must be an int, not {value!r}")
+    if value < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {value!r}")
+
+
+def _check_multiplier(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    del instance, attribute
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"multiplier must be a number, not {value!r}")
+    if not value >= 1 or math.isinf(value):
+        raise ValueError(f"multiplier must be a finite number >= 1, got {value!r}")
+
+
+def _check_jitter(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    del instance, attribute
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"jitter must be a number, not {value!r}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"jitter must be between 0 and 1, got {value!r}")
+
+
+@final
+@attrs.frozen
+class RetryPolicy:
+    """Try a failing task again, with capped exponential backoff.
+
+    Attempt k+1 waits ``min(max_delay, initial_delay * multiplier ** (k - 1))``
+    seconds after attempt k failed, spread by up to ``± jitter`` of itself;
+    ``jitter=0`` makes the schedule exact. The wait follows the trio clock and
+    is cancellable. Only exceptions that are instances of ``retry_on`` are
+    retried; a `TaskTimeoutError` is a `TimeoutError`, hence an `OSError`.
+
+    Args:
+        max_attempts: attempts in all, the first included (>= 1).
+        initial_delay: seconds before the second attempt (>= 0).
+        multiplier: growth of the delay per attempt (>= 1).
+        max_delay: cap on a delay before jitter (>= 0).
+        jitter: relative spread of each delay, between 0 and 1.
+        retry_on: the exception classes that are retried.
+
+    Raises:
+        ValueError: for ``max_attempts < 1``, a negative delay,
+            ``multiplier < 1`` or ``jitter`` outside ``[0, 1]``.
+        TypeError: for arguments of the wrong type.
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=_check_max_attempts)
+    initial_delay: float = attrs.field(default=0.1, validator=_check_delay)
+    multiplier: float = attrs.field(default=2.0, validator=_check_multiplier)
+    max_delay: float = attrs.field(default=30.0, validator=_check_delay)
+    jitter: float = attrs.field(default=0.1, validator=_check_jitter)
+    retry_on: tuple[type[BaseException], ...] = attrs.field(
+        default=(Exception,), converter=_to_exception_types
+    )
+
+    def backoff(self, attempt: int) -> float:
+        """Return the seconds to wait after failed attempt ``attempt`` (1-based)."""
+        base = self.initial_delay * self.multiplier ** (attempt - 1)
+        delay = min(self.max_delay, base)
+        if self.jitter:
+            delay *= 1 + self.jitter * _rng.uniform(-1.0, 1.0)
+        return max(0.0, delay)
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        """Whether failed attempt ``attempt`` (1-based) with ``error`` is retried."""
+        return attempt < self.max_attempts and isinstance(error, self.retry_on)

@@ -1,0 +1,67 @@
+"""run_all: run a batch of tasks on a runner, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from ._traits import TaskState
+
+if TYPE_CHECKING:
+    from ._abc import TaskRunner
+    from ._handle import TaskHandle
+
+T = TypeVar("T")
+
+
+async def run_all(
+    runner: TaskRunner, fns: Iterable[Callable[[], Awaitable[T]] | Callable[[], T]]
+) -> list[T]:
+    """Run every function of ``fns`` as a task of ``runner``; return their values.
+
+    The first task to fail (in time, not in list order) cancels the others;
+    once they have all ended, its exception is raised as itself (not wrapped
+    in a group). Cancelling the caller cancels the tasks. This is a checkpoint.
+
+    Args:
+        runner: the runner to post to.
+        fns: functions taking no arguments (bind them with `functools.partial`).
+
+    Returns:
+        The values in the order of ``fns``.
+
+    Raises:
+        Exception: the first failure; `TaskCancelledError` if the first task to
+            end unsuccessfully was cancelled or skipped.
+    """
+    handles = runner.post_tasks(fns)
+    if not handles:
+        await trio.lowlevel.checkpoint()
+        return []
+    first_error: list[BaseException] = []
+    remaining = len(handles)
+    all_done = trio.Event()
+
+    def on_done(handle: TaskHandle[T]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if handle.state is not TaskState.SUCCEEDED and not first_error:
+            first_error.append(handle._exception())
+            for other in handles:
+                other.cancel()
+        if not remaining:
+            all_done.set()
+
+    for handle in handles:
+        handle.add_done_callback(on_done)
+    try:
+        await all_done.wait()
+    except trio.Cancelled:
+        for handle in handles:
+            handle.cancel()
+        raise
+    if first_error:
+        raise first_error[0]
+    return [handle._result for handle in handles]  # type: ignore[misc]  # each SUCCEEDED with a T

@@ -1,0 +1,75 @@
+"""Internal helpers: module metadata fix-up, argument checks and naming."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+_REAL: Final = (int, float)
+
+
+def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> None:
+    """Make public objects report the public module they are exported from.
+
+    Reprs, tracebacks, pickles and the docs then say ``trunner.X`` rather than
+    ``trunner._private.X``.
+    """
+    seen: set[int] = set()
+
+    def fix_one(qualname: str, name: str, obj: object) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        mod = getattr(obj, "__module__", None)
+        if mod is not None and mod.startswith("trunner."):
+            obj.__module__ = module_name
+            if isinstance(obj, type):
+                obj.__name__ = name
+                obj.__qualname__ = qualname
+                for attr_name, attr_value in obj.__dict__.items():
+                    fix_one(f"{qualname}.{attr_name}", attr_name, attr_value)
+
+    for objname, obj in namespace.items():
+        if not objname.startswith("_"):
+            fix_one(objname, objname, obj)
+
+
+def check_duration(name: str, value: object, *, allow_zero: bool = True) -> float:
+    """Return ``value`` as a float number of seconds, or raise naming ``name``.
+
+    Rejects non-numbers (`TypeError`), NaN, negative values and, when
+    ``allow_zero`` is false, zero (`ValueError`). Infinity is allowed: it means
+    "never".
+    """
+    if isinstance(value, bool) or not isinstance(value, _REAL):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"{name} must be a number of seconds, not NaN")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return seconds
+
+
+def check_optional_count(name: str, value: object) -> int | None:
+    """Return ``value`` if it is None or a positive int, else raise naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int or None, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value
+
+
+def describe(fn: Callable[..., object]) -> str:
+    """Return a readable name for a callable, looking through `functools.partial`."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType]  # partial's func is untyped
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else repr(fn)
