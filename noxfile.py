@@ -79,15 +79,25 @@ def docs(session: nox.Session) -> None:
     """Build the documentation, nitpicky: every warning is an error."""
     install_project(session, "docs")
     session.run(
-        "sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+        "sphinx-build",
+        "-n",
+        "-W",
+        "--keep-going",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
     )
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks; they print ratios against baselines measured in the same run."""
+    """Run the benchmarks: ratios against baselines measured in the same run."""
     install_project(session, "bench")
-    env = {"PYTHONHASHSEED": "0", **{k: v for k, v in os.environ.items() if k.startswith("TRUNNER")}}
+    env = {
+        "PYTHONHASHSEED": "0",
+        **{k: v for k, v in os.environ.items() if k.startswith("TRUNNER")},
+    }
     for path in sorted((ROOT / "tests" / "benchmarks").glob("bench_*.py")):
         if session.posargs and not any(arg in path.name for arg in session.posargs):
             continue

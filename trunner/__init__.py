@@ -16,6 +16,7 @@ from ._errors import NoCurrentRunnerError as NoCurrentRunnerError
 from ._errors import NoCurrentSchedulerError as NoCurrentSchedulerError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import QueueFullError as QueueFullError
+from ._errors import ResourceUnavailableError as ResourceUnavailableError
 from ._errors import RunnerClosedError as RunnerClosedError
 from ._errors import SequenceViolationError as SequenceViolationError
 from ._errors import TaskCancelledError as TaskCancelledError
@@ -30,6 +31,9 @@ from ._metrics import RunnerMetrics as RunnerMetrics
 from ._metrics import Summary as Summary
 from ._parallel import ParallelTaskRunner as ParallelTaskRunner
 from ._ratelimit import RateLimit as RateLimit
+from ._resource_pool import PoolStatistics as PoolStatistics
+from ._resource_pool import ResourcePool as ResourcePool
+from ._resource_pool import open_resource_pool as open_resource_pool
 from ._results import DropPolicy as DropPolicy
 from ._results import ResultSubscription as ResultSubscription
 from ._results import TaskResult as TaskResult

@@ -17,17 +17,22 @@ import heapq
 import math
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import attrs
-import outcome
 import trio
 
 from ._context import runner_var
 from ._errors import QueueFullError, RunnerClosedError, TaskCancelledError
 from ._execute import call_function
-from ._handle import RepeatingHandle, TaskHandle, next_id
+from ._handle import (
+    CANCEL_REQUESTED,
+    WAITS_ADMISSION,
+    WAITS_TIMER,
+    RepeatingHandle,
+    TaskHandle,
+    next_id,
+)
 from ._hooks import call_hook
 from ._metrics import DurationRecorder, RateMeter, RunnerMetrics
 from ._options import TaskOptions, check_timeout, is_async_callable, log_task_error
@@ -41,11 +46,13 @@ from ._traits import (
     TaskState,
     TaskTraits,
 )
-from ._util import check_duration, check_optional_count, describe
+from ._util import AnyCallable, check_duration, check_optional_count, describe
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
     from typing import TypeVarTuple, Unpack
+
+    import outcome
 
     from ._options import RunnerConfig
     from ._scheduler import Scheduler
@@ -104,7 +111,10 @@ class TaskRunner(abc.ABC):
     are internal.
 
     Posting never blocks and may be done from any thread; everything else is
-    for the Trio thread. A task that raises does not kill its runner: the error
+    for the Trio thread. A post from another thread is checked (closed, full)
+    when it is made and admitted on the Trio thread soon after, so posts made
+    in other threads at the same moment may briefly take a bounded runner past
+    ``max_pending``. A task that raises does not kill its runner: the error
     goes to its handle, to the runner's ``on_error`` (default: log it) and to
     the statistics.
     """
@@ -120,12 +130,16 @@ class TaskRunner(abc.ABC):
     # Whether each post must look at its function (may_block, thread runners).
     _inspect_fn: bool = attrs.field(init=False)
     _bucket: TokenBucket | None = attrs.field(init=False)
-    _on_error: Callable[[TaskHandle[object], BaseException], object] = attrs.field(init=False)
+    _on_error: Callable[[TaskHandle[object], BaseException], object] = attrs.field(
+        init=False
+    )
     _now: Callable[[], float] = attrs.field(init=False)
     _token: trio.lowlevel.TrioToken = attrs.field(init=False)
     _trio_thread: int = attrs.field(init=False)
     # Tasks queued or running, by id. Delayed tasks live in _timers instead.
-    _live: dict[int, TaskHandle[object]] = attrs.field(init=False, factory=dict)
+    _live: dict[int, TaskHandle[object]] = attrs.field(
+        init=False, factory=dict[int, TaskHandle[object]]
+    )
     _pending: int = attrs.field(init=False, default=0)
     _running: int = attrs.field(init=False, default=0)
     _delayed: int = attrs.field(init=False, default=0)
@@ -141,15 +155,20 @@ class TaskRunner(abc.ABC):
     # True while someone must hear of every task's end (idle waiters, barriers,
     # subscribers); the hot path tests this one flag.
     _watching: bool = attrs.field(init=False, default=False)
+    _finish_hooks: bool = attrs.field(init=False, default=False)
     _idle_event: trio.Event | None = attrs.field(init=False, default=None)
-    _barriers: list[_Barrier] = attrs.field(init=False, factory=list)
-    _subscriptions: list[ResultSubscription] = attrs.field(init=False, factory=list)
+    _barriers: list[_Barrier] = attrs.field(init=False, factory=list[_Barrier])
+    _subscriptions: list[ResultSubscription] = attrs.field(
+        init=False, factory=list[ResultSubscription]
+    )
     # Results a BLOCK subscriber had no room for, delivered by the consumers.
     _blocked: deque[tuple[ResultSubscription, TaskResult]] = attrs.field(
-        init=False, factory=deque
+        init=False, factory=deque[tuple[ResultSubscription, TaskResult]]
     )
-    _room: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
-    _timers: list[_Timer] = attrs.field(init=False, factory=list)
+    _room: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot
+    )
+    _timers: list[_Timer] = attrs.field(init=False, factory=list[_Timer])
     _timer_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
     _timer_active: bool = attrs.field(init=False, default=False)
     _machinery_done: trio.Event = attrs.field(init=False, factory=trio.Event)
@@ -163,7 +182,9 @@ class TaskRunner(abc.ABC):
         self._max_pending = config.max_pending
         self._name = config.name or f"{type(self).__name__}-{next_id()}"
         self._on_error = config.on_error or log_task_error
-        self._bucket = None if config.rate_limit is None else TokenBucket(config.rate_limit)
+        self._bucket = (
+            None if config.rate_limit is None else TokenBucket(config.rate_limit)
+        )
         hooks = tuple(h for h in (self._scheduler.hooks, config.hooks) if h is not None)
         base = TaskOptions(
             traits=config.traits,
@@ -177,6 +198,9 @@ class TaskRunner(abc.ABC):
         )
         needs_opts = not base.simple or base.on_queued or config.traits.may_block
         self._default_opts = base if needs_opts else None
+        # on_finish hooks hear of every task's end, like subscribers.
+        self._finish_hooks = bool(base.on_finish)
+        self._watching = self._finish_hooks
         self._inspect_fn = config.traits.may_block
         self._offload_opts = base.evolve(
             traits=config.traits,
@@ -197,7 +221,7 @@ class TaskRunner(abc.ABC):
         state = ("open", "closing", "closed")[self._phase]
         return f"<{type(self).__name__} {self._name!r} {state}>"
 
-    # ------------------------------------------------------------------ hooks for subclasses
+    # ------------------------------------------------------------ for subclasses
 
     @abc.abstractmethod
     def _start_machinery(self) -> None:
@@ -224,11 +248,11 @@ class TaskRunner(abc.ABC):
         opts = handle._opts
         if opts is not None and opts.offload:
             return False  # a function in a thread runs to its end
-        handle._cancel_requested = True
+        handle._flags |= CANCEL_REQUESTED
         handle._scope.cancel()
         return True
 
-    # ------------------------------------------------------------------ properties
+    # ------------------------------------------------------------ properties
 
     @property
     def name(self) -> str:
@@ -262,7 +286,7 @@ class TaskRunner(abc.ABC):
         """
         return runner_var.get(None) is self
 
-    # ------------------------------------------------------------------ posting
+    # ------------------------------------------------------------ posting
 
     def _options_for(
         self,
@@ -317,7 +341,7 @@ class TaskRunner(abc.ABC):
     def post_task(
         self,
         fn: Callable[[Unpack[ArgsT]], Awaitable[T]],
-        *args: Unpack[ArgsT],
+        *args: *ArgsT,
         traits: TaskTraits | None = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
@@ -327,7 +351,7 @@ class TaskRunner(abc.ABC):
     def post_task(
         self,
         fn: Callable[[Unpack[ArgsT]], T],
-        *args: Unpack[ArgsT],
+        *args: *ArgsT,
         traits: TaskTraits | None = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
@@ -335,7 +359,7 @@ class TaskRunner(abc.ABC):
     ) -> TaskHandle[T]: ...
     def post_task(
         self,
-        fn: Callable[..., object],
+        fn: AnyCallable,
         *args: object,
         traits: TaskTraits | None = None,
         name: str | None = None,
@@ -383,7 +407,9 @@ class TaskRunner(abc.ABC):
             return self._post_while_closing(fn, args, opts)
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise self._full()
-        handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, self._now())
+        handle: TaskHandle[object] = TaskHandle(
+            self, fn, args, next_id(), opts, self._now()
+        )
         self._live[handle._id] = handle
         self._pending += 1
         self._enqueue(handle)
@@ -391,12 +417,20 @@ class TaskRunner(abc.ABC):
             self._fire_on_queued(handle, opts)
         return handle
 
+    @overload
     def post_tasks(
         self,
-        fns: Iterable[Callable[[], Awaitable[T]] | Callable[[], T]],
+        fns: Iterable[Callable[[], Awaitable[T]]],
         *,
         traits: TaskTraits | None = None,
-    ) -> list[TaskHandle[T]]:
+    ) -> list[TaskHandle[T]]: ...
+    @overload
+    def post_tasks(
+        self, fns: Iterable[Callable[[], T]], *, traits: TaskTraits | None = None
+    ) -> list[TaskHandle[T]]: ...
+    def post_tasks(  # type: ignore[explicit-any]  # the overloads give the precise type
+        self, fns: Iterable[AnyCallable], *, traits: TaskTraits | None = None
+    ) -> list[TaskHandle[Any]]:
         """Post a batch of functions, all or none. Never blocks.
 
         Returns:
@@ -411,13 +445,21 @@ class TaskRunner(abc.ABC):
         batch = list(fns)
         for fn in batch:
             if not callable(fn):
-                raise TypeError(f"every function of the batch must be callable, not {fn!r}")
-        if self._max_pending is not None and self._pending + len(batch) > self._max_pending:
+                raise TypeError(
+                    f"every function of the batch must be callable, not {fn!r}"
+                )
+        if (
+            self._max_pending is not None
+            and self._pending + len(batch) > self._max_pending
+        ):
             raise self._full()
-        return [self.post_task(fn, traits=traits) for fn in batch]  # type: ignore[misc]  # sync or async
+        return [self.post_task(fn, traits=traits) for fn in batch]
 
     def _post_while_closing(
-        self, fn: Callable[..., object], args: tuple[object, ...], opts: TaskOptions | None
+        self,
+        fn: AnyCallable,
+        args: tuple[object, ...],
+        opts: TaskOptions | None,
     ) -> TaskHandle[object]:
         # During a graceful close only the runner's own tasks may post; what
         # they post follows its shutdown behaviour at once.
@@ -425,7 +467,9 @@ class TaskRunner(abc.ABC):
             raise self._refuse()
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise self._full()
-        handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, self._now())
+        handle: TaskHandle[object] = TaskHandle(
+            self, fn, args, next_id(), opts, self._now()
+        )
         self._admit(handle)
         return handle
 
@@ -433,7 +477,9 @@ class TaskRunner(abc.ABC):
         """Queue a new handle, honouring a close under way; no max_pending check."""
         opts = handle._opts
         traits = self._traits if opts is None else opts.traits
-        if self._phase and (self._phase == _CLOSED or traits.shutdown_behavior is not _BLOCK):
+        if self._phase and (
+            self._phase == _CLOSED or traits.shutdown_behavior is not _BLOCK
+        ):
             self._finish_unstarted(handle, _SKIPPED)
             return
         self._live[handle._id] = handle
@@ -444,10 +490,10 @@ class TaskRunner(abc.ABC):
 
     def _post_from_thread(
         self,
-        fn: Callable[..., object],
+        fn: AnyCallable,
         args: tuple[object, ...],
         opts: TaskOptions | None,
-        delay: float | None,
+        delay: float,
     ) -> TaskHandle[object]:
         # Another OS thread (for example a task of a SingleThreadTaskRunner):
         # make the handle here, and let the Trio thread admit it.
@@ -457,17 +503,20 @@ class TaskRunner(abc.ABC):
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise self._full()
         handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, 0.0)
+        handle._flags = WAITS_ADMISSION
         self._token.run_sync_soon(self._admit_from_thread, handle, delay, own)
         return handle
 
-    def _admit_from_thread(self, handle: TaskHandle[object], delay: float, own: bool) -> None:
-        if handle._state is not _PENDING:
+    def _admit_from_thread(
+        self, handle: TaskHandle[object], delay: float, own: bool
+    ) -> None:
+        if handle._state is not _PENDING:  # cancelled before it got here
             return
+        handle._flags = 0
         if self._phase and not own:
             self._finish_unstarted(handle, _SKIPPED)
         elif delay > 0:
-            self._delayed += 1
-            self._push_timer(trio.current_time() + delay, handle._id, handle)
+            self._delay(handle, delay)
         else:
             handle._queued_at = self._now()
             self._admit(handle)
@@ -477,7 +526,10 @@ class TaskRunner(abc.ABC):
             call_hook(hook, handle)
 
     def _post_internal(
-        self, fn: Callable[..., object], args: tuple[object, ...], opts: TaskOptions | None
+        self,
+        fn: AnyCallable,
+        args: tuple[object, ...],
+        opts: TaskOptions | None,
     ) -> TaskHandle[object] | None:
         """Post a reply or a due run: never refused by ``max_pending``.
 
@@ -486,19 +538,41 @@ class TaskRunner(abc.ABC):
         """
         if self._phase == _CLOSED:
             return None
-        handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, self._now())
+        handle: TaskHandle[object] = TaskHandle(
+            self, fn, args, next_id(), opts, self._now()
+        )
         self._admit(handle)
         return handle
 
+    @overload
     async def send_task(
         self,
-        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        fn: Callable[[*ArgsT], Awaitable[T]],
+        *args: *ArgsT,
+        traits: TaskTraits | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the task's timeout
+    ) -> TaskHandle[T]: ...
+    @overload
+    async def send_task(
+        self,
+        fn: Callable[[*ArgsT], T],
+        *args: *ArgsT,
+        traits: TaskTraits | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the task's timeout
+    ) -> TaskHandle[T]: ...
+    async def send_task(
+        self,
+        fn: AnyCallable,
         *args: object,
         traits: TaskTraits | None = None,
         name: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
-    ) -> TaskHandle[T]:
+        timeout: float | None = None,  # noqa: ASYNC109  # the task's timeout
+    ) -> TaskHandle[object]:
         """Post like `post_task`, but wait for room in a full bounded runner.
 
         This is a checkpoint. Waiters get room in FIFO order; cancelling the
@@ -517,9 +591,11 @@ class TaskRunner(abc.ABC):
             and not self._phase
         ):
             await self._room.park()
-        handle = self.post_task(fn, *args, traits=traits, name=name, retry=retry, timeout=timeout)
+        handle = self.post_task(
+            fn, *args, traits=traits, name=name, retry=retry, timeout=timeout
+        )
         await trio.lowlevel.cancel_shielded_checkpoint()
-        return handle  # type: ignore[return-value]  # post_task's overloads give T
+        return handle
 
     def _wake_room(self) -> None:
         if self._room:
@@ -529,15 +605,18 @@ class TaskRunner(abc.ABC):
     async def run(
         self,
         fn: Callable[[Unpack[ArgsT]], Awaitable[T]],
-        *args: Unpack[ArgsT],
+        *args: *ArgsT,
         traits: TaskTraits | None = None,
     ) -> T: ...
     @overload
     async def run(
-        self, fn: Callable[[Unpack[ArgsT]], T], *args: Unpack[ArgsT], traits: TaskTraits | None = None
+        self,
+        fn: Callable[[Unpack[ArgsT]], T],
+        *args: *ArgsT,
+        traits: TaskTraits | None = None,
     ) -> T: ...
     async def run(
-        self, fn: Callable[..., object], *args: object, traits: TaskTraits | None = None
+        self, fn: AnyCallable, *args: object, traits: TaskTraits | None = None
     ) -> object:
         """Post ``fn(*args)`` and wait for its result.
 
@@ -559,9 +638,31 @@ class TaskRunner(abc.ABC):
             handle.cancel()
             raise
 
+    @overload
     def post_delayed_task(
         self,
-        fn: Callable[..., object],
+        fn: Callable[[*ArgsT], Awaitable[T]],
+        *args: *ArgsT,
+        delay: float,
+        traits: TaskTraits | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> TaskHandle[T]: ...
+    @overload
+    def post_delayed_task(
+        self,
+        fn: Callable[[*ArgsT], T],
+        *args: *ArgsT,
+        delay: float,
+        traits: TaskTraits | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> TaskHandle[T]: ...
+    def post_delayed_task(
+        self,
+        fn: AnyCallable,
         *args: object,
         delay: float,
         traits: TaskTraits | None = None,
@@ -599,18 +700,24 @@ class TaskRunner(abc.ABC):
         if self._phase:
             if self._phase == _CLOSED or runner_var.get(None) is not self:
                 raise self._refuse()
-            skipped: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, 0.0)
+            skipped: TaskHandle[object] = TaskHandle(
+                self, fn, args, next_id(), opts, 0.0
+            )
             self._finish_unstarted(skipped, _SKIPPED)
             return skipped
         handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, 0.0)
+        self._delay(handle, seconds)
+        return handle
+
+    def _delay(self, handle: TaskHandle[object], seconds: float) -> None:
+        handle._flags = WAITS_TIMER
         self._delayed += 1
         self._push_timer(trio.current_time() + seconds, handle._id, handle)
-        return handle
 
     def post_repeating_task(
         self,
-        fn: Callable[..., object],
-        *args: object,
+        fn: Callable[[*ArgsT], object],
+        *args: *ArgsT,
         interval: float,
         initial_delay: float = 0.0,
         mode: RepeatMode = RepeatMode.FIXED_RATE,
@@ -653,7 +760,9 @@ class TaskRunner(abc.ABC):
         """
         period = check_duration("interval", interval, allow_zero=False)
         if math.isinf(period):
-            raise ValueError("interval must be finite; use post_delayed_task for a single run")
+            raise ValueError(
+                "interval must be finite; use post_delayed_task for a single run"
+            )
         first = check_duration("initial_delay", initial_delay)
         if not isinstance(mode, RepeatMode):
             raise TypeError(f"mode must be a RepeatMode, not {mode!r}")
@@ -698,7 +807,7 @@ class TaskRunner(abc.ABC):
         target = self._reply_runner(reply_runner)
         handle = self.post_task(task)
         reply_opts = target._options_for(reply, None, None, None, None)
-        handle.add_done_callback(lambda _: target._post_internal(reply, (), reply_opts))
+        self._when_done(handle, lambda _: target._post_internal(reply, (), reply_opts))
         return handle
 
     def post_task_and_reply_with_result(
@@ -718,23 +827,34 @@ class TaskRunner(abc.ABC):
             The `TaskHandle` of ``task``.
         """
         target = self._reply_runner(reply_runner)
-        handle: TaskHandle[T] = self.post_task(task)  # type: ignore[arg-type]  # task is sync or async
+        handle: TaskHandle[T] = self.post_task(task)  # pyright: ignore[reportAssignmentType]  # task is sync or async: either way its handle gives a T
         reply_opts = target._options_for(reply, None, None, None, None)
-        handle.add_done_callback(
-            lambda done: target._post_internal(reply, (done.outcome,), reply_opts)
+        self._when_done(
+            handle,
+            lambda done: target._post_internal(reply, (done.outcome,), reply_opts),
         )
         return handle
 
+    def _when_done(
+        self, handle: TaskHandle[T], callback: Callable[[TaskHandle[T]], object]
+    ) -> None:
+        # Handles belong to the Trio thread: from another thread, ship the call
+        # there (after the handle's own admission, which was shipped first).
+        if threading.get_ident() == self._trio_thread:
+            handle.add_done_callback(callback)
+        else:
+            self._token.run_sync_soon(handle.add_done_callback, callback)
+
     def _reply_runner(self, reply_runner: TaskRunner | None) -> TaskRunner:
         if reply_runner is None:
-            from ._context import current_runner  # noqa: PLC0415  # a cycle at import time
+            from ._context import current_runner  # a cycle at import time
 
             return current_runner()
         if not isinstance(reply_runner, TaskRunner):
             raise TypeError(f"reply_runner must be a TaskRunner, not {reply_runner!r}")
         return reply_runner
 
-    # ------------------------------------------------------------------ task ends
+    # ------------------------------------------------------------ task ends
 
     def _begin(self, handle: TaskHandle[object], scope: trio.CancelScope) -> float:
         """Mark a PENDING handle RUNNING; return the start time."""
@@ -750,7 +870,9 @@ class TaskRunner(abc.ABC):
             self._wake_room()
         return now
 
-    def _end(self, handle: TaskHandle[object], state: TaskState, result: object) -> None:
+    def _end(
+        self, handle: TaskHandle[object], state: TaskState, result: object
+    ) -> None:
         """Record the end of a RUNNING handle."""
         handle._result = result
         handle._state = state
@@ -773,9 +895,11 @@ class TaskRunner(abc.ABC):
             self._notify(handle)
 
     def _finish_unstarted(self, handle: TaskHandle[object], state: TaskState) -> None:
-        """End a handle that never started (queued, delayed or new) as CANCELLED or SKIPPED."""
+        """End a handle that never started (queued, delayed or new)."""
         what = "cancelled" if state is _CANCELLED else "skipped"
-        handle._result = TaskCancelledError(f"task {handle.name!r} was {what} before it started")
+        handle._result = TaskCancelledError(
+            f"task {handle.name!r} was {what} before it started"
+        )
         handle._state = state
         if state is _CANCELLED:
             self._cancelled += 1
@@ -817,13 +941,16 @@ class TaskRunner(abc.ABC):
         try:
             callback(handle)
         except Exception:
-            from ._hooks import logger  # noqa: PLC0415
+            from ._hooks import logger
 
             logger.exception("done callback %r of %r raised", callback, handle)
 
     def _update_watching(self) -> None:
         self._watching = bool(
-            self._idle_event is not None or self._barriers or self._subscriptions
+            self._finish_hooks
+            or self._idle_event is not None
+            or self._barriers
+            or self._subscriptions
         )
 
     def _result_of(self, handle: TaskHandle[object]) -> TaskResult:
@@ -841,17 +968,19 @@ class TaskRunner(abc.ABC):
             attempts=handle.attempts,
         )
 
-    # ------------------------------------------------------------------ cancellation
+    # ------------------------------------------------------------ cancellation
 
     def _cancel_handle(self, handle: TaskHandle[object]) -> bool:
         state = handle._state
         if state is _PENDING:
-            handle._cancel_requested = True
-            if self._live.pop(handle._id, None) is not None:
+            flags = handle._flags
+            handle._flags = flags | CANCEL_REQUESTED
+            if flags & WAITS_TIMER:
+                self._delayed -= 1  # its timer entry is dropped when it comes up
+            elif not flags & WAITS_ADMISSION:
+                del self._live[handle._id]
                 self._pending -= 1
                 self._wake_room()
-            else:
-                self._delayed -= 1  # its timer entry is dropped when it comes up
             self._finish_unstarted(handle, _CANCELLED)
             return True
         if state is _RUNNING:
@@ -886,9 +1015,11 @@ class TaskRunner(abc.ABC):
         for handle in list(self._running_handles()):
             self._cancel_running(handle)
 
-    # ------------------------------------------------------------------ timers
+    # ------------------------------------------------------------ timers
 
-    def _push_timer(self, deadline: float, seq: int, entry: TaskHandle[object] | RepeatingHandle) -> None:
+    def _push_timer(
+        self, deadline: float, seq: int, entry: TaskHandle[object] | RepeatingHandle
+    ) -> None:
         heapq.heappush(self._timers, (deadline, seq, entry))
         if not self._timer_active:
             self._timer_active = True
@@ -918,8 +1049,9 @@ class TaskRunner(abc.ABC):
             self._timer_active = False
 
     def _fire_delayed(self, handle: TaskHandle[object]) -> None:
-        if handle._state is not _PENDING:
+        if handle._state is not _PENDING:  # cancelled while it waited
             return
+        handle._flags = 0
         self._delayed -= 1
         handle._queued_at = self._now()
         self._admit(handle)
@@ -970,13 +1102,14 @@ class TaskRunner(abc.ABC):
             if isinstance(entry, TaskHandle):
                 if entry._state is _PENDING:
                     self._delayed -= 1
+                    entry._flags = 0
                     self._finish_unstarted(entry, state)
             else:
                 entry.stop()
         if self._timer_scope is not None:
             self._timer_scope.cancel()
 
-    # ------------------------------------------------------------------ waiting
+    # ------------------------------------------------------------ waiting
 
     async def wait_idle(self) -> None:
         """Wait until no task is pending or running. A checkpoint.
@@ -1010,7 +1143,9 @@ class TaskRunner(abc.ABC):
                 self._barriers.remove(barrier)
                 self._update_watching()
 
-    def flush_soon(self, callback: Callable[..., object], *args: object) -> TaskHandle[object]:
+    def flush_soon(
+        self, callback: Callable[[*ArgsT], object], *args: *ArgsT
+    ) -> TaskHandle[object]:
         """Post ``callback(*args)`` to run once every task posted before has ended.
 
         The callback is a task of the runner like any other; it is admitted now
@@ -1027,10 +1162,14 @@ class TaskRunner(abc.ABC):
             raise self._refuse()
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise self._full()
-        handle: TaskHandle[object] = TaskHandle(self, callback, args, next_id(), opts, 0.0)
+        handle: TaskHandle[object] = TaskHandle(
+            self, callback, args, next_id(), opts, 0.0
+        )
         if self._add_barrier(handle) is None:
             handle._queued_at = self._now()
             self._admit(handle)
+        else:
+            handle._flags = WAITS_ADMISSION
         return handle
 
     def _add_barrier(self, callback: TaskHandle[object] | None) -> _Barrier | None:
@@ -1043,30 +1182,29 @@ class TaskRunner(abc.ABC):
         return barrier
 
     def _advance_barriers(self, task_id: int) -> None:
-        cleared = False
+        cleared: list[_Barrier] = []
         for barrier in self._barriers:
-            members = barrier.members
-            members.discard(task_id)
-            if not members:
-                cleared = True
+            barrier.members.discard(task_id)
+            if not barrier.members:
+                cleared.append(barrier)
         if not cleared:
             return
-        remaining: list[_Barrier] = []
-        for barrier in self._barriers:
-            if barrier.members:
-                remaining.append(barrier)
-                continue
-            barrier.event.set()
-            if barrier.callback is not None:
-                barrier.callback._queued_at = self._now()
-                self._admit(barrier.callback)
-        self._barriers = remaining
+        # Update the list first: admitting a callback may end it (skipped at
+        # close), which comes back here.
+        self._barriers = [barrier for barrier in self._barriers if barrier.members]
         self._update_watching()
+        for barrier in cleared:
+            barrier.event.set()
+            callback = barrier.callback
+            if callback is not None and callback._state is _PENDING:
+                callback._flags = 0
+                callback._queued_at = self._now()
+                self._admit(callback)
 
-    # ------------------------------------------------------------------ closing
+    # ------------------------------------------------------------ closing
 
     def shutdown(self) -> None:
-        """Close at once: refuse new tasks, skip pending ones, stop timers, cancel running ones.
+        """Close at once: refuse posts, skip pending tasks, cancel running ones.
 
         Running tasks are cancelled whatever their traits (a function running
         in a thread cannot be interrupted and runs to its end). Not a
@@ -1103,7 +1241,11 @@ class TaskRunner(abc.ABC):
             RuntimeError: when called from one of the runner's own tasks, which
                 would wait for itself; use `shutdown` there.
         """
-        grace = math.inf if grace_period is None else check_duration("grace_period", grace_period)
+        grace = (
+            math.inf
+            if grace_period is None
+            else check_duration("grace_period", grace_period)
+        )
         if runner_var.get(None) is self:
             raise RuntimeError(
                 f"a task of runner {self._name!r} cannot wait for the runner to close; "
@@ -1156,15 +1298,15 @@ class TaskRunner(abc.ABC):
 
     def _release_barriers(self) -> None:
         # A closed runner will run nothing more: release flushes still waiting.
-        for barrier in self._barriers:
+        barriers, self._barriers = self._barriers, []
+        self._update_watching()
+        for barrier in barriers:
             barrier.event.set()
             if barrier.callback is not None and barrier.callback._state is _PENDING:
                 self._finish_unstarted(barrier.callback, _SKIPPED)
-        self._barriers = []
-        self._update_watching()
 
     def _machinery_exited(self) -> None:
-        """Called by the subclass when its consumers have all ended, however they ended."""
+        """Record that the consumers have all ended, however they ended."""
         if self._phase != _CLOSED:
             # Cancelled from outside (the nursery is going away): nothing runs again.
             self._phase = _CLOSED
@@ -1180,7 +1322,7 @@ class TaskRunner(abc.ABC):
             subscription.wake()
         self._scheduler._unregister(self)
 
-    # ------------------------------------------------------------------ results and metrics
+    # ------------------------------------------------------------ results, metrics
 
     def subscribe_results(
         self, buffer: int = 100, policy: DropPolicy = DropPolicy.DROP_NEWEST
@@ -1228,7 +1370,9 @@ class TaskRunner(abc.ABC):
     def _in_consumer(self) -> bool:
         # Whether the caller is one of the runner's consumers, which can wait for
         # a BLOCK subscriber before going on.
-        return runner_var.get(None) is self and threading.get_ident() == self._trio_thread
+        return (
+            runner_var.get(None) is self and threading.get_ident() == self._trio_thread
+        )
 
     async def _deliver_blocked(self) -> None:
         """Wait until BLOCK subscribers have taken the results they had no room for."""
@@ -1285,7 +1429,13 @@ class TaskRunner(abc.ABC):
 
     def _counters(self) -> tuple[int, int]:
         completions = self._succeeded + self._failed
-        arrivals = completions + self._cancelled + self._skipped + self._pending + self._running
+        arrivals = (
+            completions
+            + self._cancelled
+            + self._skipped
+            + self._pending
+            + self._running
+        )
         return arrivals, completions
 
     def _housekeeping(self) -> None:
@@ -1294,4 +1444,3 @@ class TaskRunner(abc.ABC):
         self._run_times.maybe_fold()
         arrivals, completions = self._counters()
         self._rates.note(self._now(), arrivals, completions)
-

@@ -5,11 +5,11 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, final
 
-import trio
-
 from ._errors import NoCurrentRunnerError, NoCurrentSchedulerError
 
 if TYPE_CHECKING:
+    import trio
+
     from ._abc import TaskRunner
     from ._scheduler import Scheduler
 

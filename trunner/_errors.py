@@ -50,3 +50,14 @@ class TaskTimeoutError(TrunnerError, TimeoutError):
     It is a `TimeoutError`, hence an `OSError`: a `RetryPolicy` whose
     ``retry_on`` covers either retries it.
     """
+
+
+class ResourceUnavailableError(TrunnerError):
+    """A `ResourcePool` could not make a resource to run a task on.
+
+    Raised to callers waiting in the queue, and to new `ResourcePool.queue_task`
+    calls, once ``create()`` has failed several times in a row while no worker
+    holds a resource. The pool keeps trying in the background and accepts
+    tasks again after its next successful ``create()``. The last error of
+    ``create()`` is the ``__cause__``.
+    """

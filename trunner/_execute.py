@@ -17,8 +17,10 @@ import trio
 
 from ._context import sequence_var
 from ._errors import TaskCancelledError, TaskTimeoutError
+from ._handle import CANCEL_REQUESTED
 from ._hooks import call_hook
 from ._traits import TaskState
+from ._util import AnyCallable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -38,7 +40,9 @@ def cancelled_error(handle: TaskHandle[object]) -> TaskCancelledError:
     return TaskCancelledError(f"task {handle.name!r} was cancelled while running")
 
 
-async def run_task(runner: TaskRunner, handle: TaskHandle[object], scope: trio.CancelScope) -> None:
+async def run_task(
+    runner: TaskRunner, handle: TaskHandle[object], scope: trio.CancelScope
+) -> None:
     """Run a PENDING handle to its end in ``scope`` and record how it ended.
 
     Re-raises `trio.Cancelled` (after recording the task CANCELLED) so that the
@@ -59,28 +63,29 @@ async def run_task(runner: TaskRunner, handle: TaskHandle[object], scope: trio.C
     except trio.Cancelled:
         runner._end(handle, _CANCELLED, cancelled_error(handle))
         raise
-    except BaseException as error:  # noqa: BLE001  # recorded, and re-raised if not an Exception
+    except BaseException as error:  # recorded, and re-raised if not an Exception
         end_with_error(runner, handle, error)
     else:
         runner._end(handle, _SUCCEEDED, result)
 
 
-def end_with_error(runner: TaskRunner, handle: TaskHandle[object], error: BaseException) -> None:
+def end_with_error(
+    runner: TaskRunner, handle: TaskHandle[object], error: BaseException
+) -> None:
     """Record a task that raised ``error``; re-raise what must not be swallowed."""
     if isinstance(error, Exception):
         runner._end(handle, _FAILED, error)
         return
     if isinstance(error, BaseExceptionGroup):
-        cancelled, rest = error.split(trio.Cancelled)
+        group: BaseExceptionGroup[BaseException] = error  # pyright: ignore[reportUnknownVariableType]  # any group
+        cancelled, rest = group.split(trio.Cancelled)
         if rest is None:
             # Only cancellations (from a nursery inside the task): a cancel.
             runner._end(handle, _CANCELLED, cancelled_error(handle))
             raise error
         runner._end(handle, _FAILED, rest)
         if cancelled is not None:
-            raise cancelled from None
-        if isinstance(rest, Exception):
-            return
+            raise cancelled from None  # unwinds the scope; the failure is recorded
     else:
         runner._end(handle, _FAILED, error)
     raise error  # KeyboardInterrupt, SystemExit and their groups end the run
@@ -100,7 +105,11 @@ async def call_function(runner: TaskRunner, handle: TaskHandle[object]) -> objec
 
 
 async def offload(
-    runner: TaskRunner, fn: Callable[..., object], args: tuple[object, ...], *, abandon: bool
+    runner: TaskRunner,
+    fn: AnyCallable,
+    args: tuple[object, ...],
+    *,
+    abandon: bool,
 ) -> object:
     """Run a sync function in a worker thread.
 
@@ -148,16 +157,24 @@ async def join_stragglers(stragglers: list[trio.Event]) -> None:
             await stragglers.pop().wait()
 
 
-async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> None:
+async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> bool:
     """Before a task starts: take a rate-limit token, then a scheduler slot.
 
     The token comes first, so that a task waiting for one holds no slot. The
     consumer's `SequenceSlot` records whether it holds a scheduler slot.
+
+    Returns:
+        Whether the task may start: False if it ended (cancelled, skipped)
+        while it waited, and then no slot is held.
     """
     opts = handle._opts
     if opts is not None and opts.bucket is not None:
         await opts.bucket.take()
     await _acquire(runner, handle)
+    if handle.done:
+        release_slot(runner)
+        return False
+    return True
 
 
 async def _acquire(runner: TaskRunner, handle: TaskHandle[object]) -> None:
@@ -213,18 +230,22 @@ async def run_full(
             if opts.timeout is None:
                 try:
                     result = await (runner._call(handle) if call is None else call())
-                except Exception as exc:  # noqa: BLE001  # the attempt's failure
+                except Exception as exc:  # the attempt's failure
                     error = exc
             else:
-                with trio.CancelScope(deadline=trio.current_time() + opts.timeout) as attempt_scope:
+                with trio.CancelScope(
+                    deadline=trio.current_time() + opts.timeout
+                ) as attempt_scope:
                     handle._scope = attempt_scope
                     try:
-                        result = await (runner._call(handle) if call is None else call())
-                    except Exception as exc:  # noqa: BLE001  # the attempt's failure
+                        result = await (
+                            runner._call(handle) if call is None else call()
+                        )
+                    except Exception as exc:  # the attempt's failure
                         error = exc
                 handle._scope = scope
                 if attempt_scope.cancelled_caught:
-                    if handle._cancel_requested:
+                    if handle._flags & CANCEL_REQUESTED:
                         runner._end(handle, _CANCELLED, cancelled_error(handle))
                         return
                     runner._timeouts += 1
@@ -236,7 +257,8 @@ async def run_full(
                 runner._end(handle, _SUCCEEDED, result)
                 return
             policy = opts.retry
-            if policy is None or handle._cancel_requested or not policy.should_retry(error, attempt):
+            cancelled = handle._flags & CANCEL_REQUESTED
+            if policy is None or cancelled or not policy.should_retry(error, attempt):
                 runner._end(handle, _FAILED, error)
                 return
             await trio.sleep(policy.backoff(attempt))
@@ -248,7 +270,7 @@ async def run_full(
     except trio.Cancelled:
         runner._end(handle, _CANCELLED, cancelled_error(handle))
         raise
-    except BaseException as exc:  # noqa: BLE001  # recorded, and re-raised if not an Exception
+    except BaseException as exc:  # recorded, and re-raised if not an Exception
         end_with_error(runner, handle, exc)
 
 

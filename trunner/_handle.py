@@ -11,7 +11,7 @@ import trio
 
 from ._errors import TaskCancelledError
 from ._traits import TERMINAL_STATES, MissedTicks, RepeatMode, TaskState, TaskTraits
-from ._util import describe
+from ._util import AnyCallable, describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,10 +20,15 @@ if TYPE_CHECKING:
     from ._abc import TaskRunner
     from ._options import TaskOptions
 
-T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 #: Task ids: unique within the process, increasing in posting order.
 next_id: Final = itertools.count(1).__next__
+
+#: Bits of TaskHandle._flags. A PENDING handle with neither WAITS_* bit is queued.
+CANCEL_REQUESTED: Final = 1
+WAITS_TIMER: Final = 2  # in its runner's timer heap
+WAITS_ADMISSION: Final = 4  # posted from a thread, or behind a flush barrier
 
 _PENDING: Final = TaskState.PENDING
 _RUNNING: Final = TaskState.RUNNING
@@ -33,7 +38,7 @@ _FAILED: Final = TaskState.FAILED
 
 @final
 @attrs.define(eq=False, repr=False)
-class TaskHandle(Generic[T]):
+class TaskHandle(Generic[T_co]):
     """A task posted to a runner: its state, its result, and a way to cancel it.
 
     Handles are made by the ``post_*`` methods of runners; their constructor is
@@ -42,7 +47,7 @@ class TaskHandle(Generic[T]):
     """
 
     _runner: TaskRunner
-    _fn: Callable[..., object] | None
+    _fn: AnyCallable | None
     _args: tuple[object, ...]
     _id: int
     _opts: TaskOptions | None
@@ -51,8 +56,8 @@ class TaskHandle(Generic[T]):
     # The value when SUCCEEDED, the exception when FAILED, CANCELLED or SKIPPED.
     _result: object = None
     # Callables run once with this handle when it ends; None when there are none.
-    _waiters: list[Callable[[TaskHandle[T]], object]] | None = None
-    _cancel_requested: bool = False
+    _waiters: list[AnyCallable] | None = None
+    _flags: int = 0
     # The slots below are written before they are first read, so the hot path
     # does not pay for initialising them.
     _scope: trio.CancelScope = attrs.field(init=False)
@@ -102,10 +107,10 @@ class TaskHandle(Generic[T]):
     @property
     def attempts(self) -> int:
         """How many attempts the task has started (more than one when retried)."""
-        return self._attempts if self._state is not _PENDING else 0
+        return getattr(self, "_attempts", 0)
 
     @property
-    def outcome(self) -> outcome.Outcome[T] | None:
+    def outcome(self) -> outcome.Outcome[T_co] | None:
         """The task's result as an `outcome.Outcome`, or None while it has not ended.
 
         A cancelled or skipped task gives ``outcome.Error(TaskCancelledError())``.
@@ -126,7 +131,7 @@ class TaskHandle(Generic[T]):
         # A fresh error per use: each waiter gets its own traceback.
         return TaskCancelledError(*error.args)
 
-    async def wait(self) -> T:
+    async def wait(self) -> T_co:
         """Wait for the task to end and return its result.
 
         This is a checkpoint, also when the task has already ended.
@@ -163,7 +168,7 @@ class TaskHandle(Generic[T]):
         """
         return self._runner._cancel_handle(self)
 
-    def add_done_callback(self, callback: Callable[[TaskHandle[T]], object]) -> None:
+    def add_done_callback(self, callback: Callable[[TaskHandle[T_co]], object]) -> None:
         """Call ``callback(handle)`` once the task has ended, on the Trio thread.
 
         If the task has already ended, the callback runs at once. A callback that
@@ -189,7 +194,7 @@ class RepeatingHandle:
     """
 
     _runner: TaskRunner
-    _fn: Callable[..., object]
+    _fn: AnyCallable
     _args: tuple[object, ...]
     _opts: TaskOptions | None
     _interval: float
@@ -206,7 +211,8 @@ class RepeatingHandle:
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "active"
-        return f"<RepeatingHandle #{self._id} {describe(self._fn)!r} {state}, runs={self._runs}>"
+        name = describe(self._fn)
+        return f"<RepeatingHandle #{self._id} {name!r} {state}, runs={self._runs}>"
 
     @property
     def id(self) -> int:

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, TypeAlias, final
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, final
 
 import attrs
 
+from ._util import AnyCallable
+
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ._handle import TaskHandle
     from ._results import TaskResult
+
+T = TypeVar("T")
 
 logger: Final = logging.getLogger("trunner.hooks")
 
 #: ``async def mw(task, call_next)``: wraps each attempt of a task.
-Middleware: TypeAlias = "Callable[[TaskHandle[object], Callable[[], Awaitable[object]]], Awaitable[object]]"
+Middleware: TypeAlias = (
+    "Callable[[TaskHandle[object], Callable[[], Awaitable[object]]], Awaitable[object]]"
+)
 
 
-def _optional_callable(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _optional_callable(
+    instance: object, attribute: attrs.Attribute[T], value: T
+) -> None:
     del instance
     if value is not None and not callable(value):
         raise TypeError(f"{attribute.name} must be callable or None, not {value!r}")
@@ -52,7 +61,7 @@ class TaskHooks:
     )
 
 
-def call_hook(hook: Callable[..., object], *args: object) -> None:
+def call_hook(hook: AnyCallable, *args: object) -> None:
     """Call a hook and log whatever it raises."""
     try:
         hook(*args)

@@ -7,12 +7,13 @@ highest priority, so a newcomer can never barge ahead of a waiter.
 
 from __future__ import annotations
 
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import attrs
 import trio
 
-from ._traits import Priority
+if TYPE_CHECKING:
+    from ._traits import Priority
 
 
 @final

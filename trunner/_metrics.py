@@ -10,6 +10,7 @@ much as 40 Python-level histogram updates would.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from typing import Final, final
@@ -122,7 +123,9 @@ class DurationRecorder:
         pos = 0
         while pos < count:
             index = bisect.bisect_right(bounds, chunk[pos])
-            end = count if index == top else bisect.bisect_left(chunk, bounds[index], pos)
+            end = (
+                count if index == top else bisect.bisect_left(chunk, bounds[index], pos)
+            )
             buckets[index] += end - pos
             pos = end
 
@@ -144,13 +147,7 @@ class DurationRecorder:
 
     def _quantile(self, q: float) -> float:
         rank = max(1, math.ceil(q * self._count))
-        seen = 0
-        for index, n in enumerate(self._buckets):
-            seen += n
-            if seen >= rank:
-                break
-        else:  # pragma: no cover - the counts add up to _count, so the loop breaks
-            index = len(self._buckets) - 1
+        index = bisect.bisect_left(list(itertools.accumulate(self._buckets)), rank)
         low = _BOUNDS[index - 1] if index > 0 else 0.0
         high = _BOUNDS[index] if index < len(_BOUNDS) else self._max
         estimate = math.sqrt(low * high) if low > 0 else high / 2
@@ -187,7 +184,9 @@ class RateMeter:
         start = max(self._born, now - RATE_WINDOW)
         past_arrivals, past_completions = self._at(start)
         span = max(now - start, _MIN_RATE_SPAN)
-        return (arrivals - past_arrivals) / span, (completions - past_completions) / span
+        return (arrivals - past_arrivals) / span, (
+            completions - past_completions
+        ) / span
 
     def _at(self, when: float) -> tuple[float, float]:
         # The counters at time `when`, interpolated between the snapshots around it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, TypeVar, cast, final
 
 import attrs
 
@@ -18,6 +18,8 @@ from ._util import check_duration, check_optional_count
 if TYPE_CHECKING:
     from ._handle import TaskHandle
 
+T = TypeVar("T")
+
 logger: Final = logging.getLogger("trunner.runner")
 
 
@@ -26,7 +28,9 @@ def log_task_error(handle: TaskHandle[object], error: BaseException) -> None:
     logger.error("task %r failed", handle, exc_info=error)
 
 
-def _check_timeout(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+def _check_timeout(
+    instance: object, attribute: attrs.Attribute[float | None], value: object
+) -> None:
     del instance
     if value is not None:
         check_duration(attribute.name, value, allow_zero=False)
@@ -37,27 +41,36 @@ def check_timeout(value: object) -> float | None:
     return None if value is None else check_duration("timeout", value, allow_zero=False)
 
 
-def _check_max_pending(instance: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+def _check_max_pending(
+    instance: object, attribute: attrs.Attribute[int | None], value: object
+) -> None:
     del instance, attribute
     check_optional_count("max_pending", value)
 
 
-def _check_middleware(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _check_middleware(
+    instance: object,
+    attribute: attrs.Attribute[tuple[Middleware, ...]],
+    value: tuple[Middleware, ...],
+) -> None:
     del instance, attribute
-    for mw in value:  # type: ignore[attr-defined]  # converted to a tuple first
+    for mw in value:
         if not callable(mw):
             raise TypeError(f"each middleware must be an async callable, not {mw!r}")
 
 
-def _to_tuple(value: Sequence[Middleware] | None) -> tuple[Middleware, ...]:
+def _to_tuple(value: object) -> tuple[Middleware, ...]:
     if value is None:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"middleware must be a list of callables, not {value!r}")
-    return tuple(value)
+    # Each item is checked by _check_middleware.
+    return tuple(cast("Sequence[Middleware]", value))
 
 
-def _optional_instance(cls: type) -> Callable[[object, attrs.Attribute[object], object], None]:
+def _optional_instance(
+    cls: type[T],
+) -> Callable[[object, attrs.Attribute[T | None], T | None], None]:
     return attrs.validators.optional(attrs.validators.instance_of(cls))
 
 
@@ -71,17 +84,24 @@ class RunnerConfig:
     )
     name: str | None = attrs.field(default=None, validator=_optional_instance(str))
     max_pending: int | None = attrs.field(default=None, validator=_check_max_pending)
-    retry: RetryPolicy | None = attrs.field(default=None, validator=_optional_instance(RetryPolicy))
+    retry: RetryPolicy | None = attrs.field(
+        default=None, validator=_optional_instance(RetryPolicy)
+    )
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
-    hooks: TaskHooks | None = attrs.field(default=None, validator=_optional_instance(TaskHooks))
+    hooks: TaskHooks | None = attrs.field(
+        default=None, validator=_optional_instance(TaskHooks)
+    )
     middleware: tuple[Middleware, ...] = attrs.field(
         default=(), converter=_to_tuple, validator=_check_middleware
     )
     rate_limit: RateLimit | None = attrs.field(
         default=None, validator=_optional_instance(RateLimit)
     )
-    on_error: Callable[[TaskHandle[object], BaseException], object] | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
+    on_error: Callable[[TaskHandle[object], BaseException], object] | None = (
+        attrs.field(
+            default=None,
+            validator=attrs.validators.optional(attrs.validators.is_callable()),
+        )
     )
 
 

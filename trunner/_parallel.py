@@ -39,15 +39,19 @@ class ParallelTaskRunner(TaskRunner):
     `Scheduler.open_parallel_runner` and friends; the constructor is internal.
     """
 
-    _max_concurrency: int = attrs.field(kw_only=True)
+    _max_concurrency: int = attrs.field(kw_only=True, alias="max_concurrency")
     _capacity: trio.CapacityLimiter = attrs.field(init=False)
     # One FIFO per priority, highest priority first.
     _queues: tuple[deque[TaskHandle[object]], ...] = attrs.field(init=False)
     _by_priority: dict[Priority, deque[TaskHandle[object]]] = attrs.field(init=False)
-    _idle_lot: trio.lowlevel.ParkingLot = attrs.field(init=False, factory=trio.lowlevel.ParkingLot)
+    _idle_lot: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot
+    )
     _idle_workers: int = attrs.field(init=False, default=0)
     # Every live worker's slot, and the cancel scope it waits in.
-    _workers: dict[SequenceSlot, trio.CancelScope | None] = attrs.field(init=False, factory=dict)
+    _workers: dict[SequenceSlot, trio.CancelScope | None] = attrs.field(
+        init=False, factory=dict[SequenceSlot, "trio.CancelScope | None"]
+    )
 
     @property
     def max_concurrency(self) -> int:
@@ -123,10 +127,8 @@ class ParallelTaskRunner(TaskRunner):
                             continue
                         opts = handle._opts
                         if limited or (opts is not None and opts.bucket is not None):
-                            await acquire_slot(self, handle)
-                            if handle._state is not _PENDING:
-                                release_slot(self)
-                                continue
+                            if not await acquire_slot(self, handle):
+                                continue  # cancelled or skipped while it waited
                         slot.token = handle
                         try:
                             await run_task(self, handle, scope)
@@ -144,6 +146,10 @@ class ParallelTaskRunner(TaskRunner):
                         if not budget:
                             budget = BATCH
                             await trio.lowlevel.checkpoint()
+                # The scope was cancelled to stop a task: what that task's end
+                # left for BLOCK subscribers is delivered before the next one.
+                if self._blocked:
+                    await self._deliver_blocked()
         except BaseException:
             crashed = True  # cancelled from outside, or KeyboardInterrupt and the like
             raise

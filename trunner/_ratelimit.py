@@ -9,7 +9,9 @@ import attrs
 import trio
 
 
-def _check_rate(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _check_rate(
+    instance: object, attribute: attrs.Attribute[float], value: float
+) -> None:
     del instance, attribute
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"per_second must be a number, not {value!r}")

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, final
 import attrs
 import trio
 
-from ._traits import TaskState
-
 if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
     from ._abc import TaskRunner
+    from ._traits import TaskState
 
 
 @final
@@ -64,7 +63,16 @@ class ResultSubscription:
     unsubscribes.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_closed", "_data", "_policy", "_room", "_runner", "dropped")
+    __slots__ = (
+        "_buffer",
+        "_capacity",
+        "_closed",
+        "_data",
+        "_policy",
+        "_room",
+        "_runner",
+        "dropped",
+    )
 
     def __init__(self, runner: TaskRunner, buffer: int, policy: DropPolicy) -> None:
         self._runner = runner

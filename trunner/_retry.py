@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Final, final
+from typing import Final, cast, final
 
 import attrs
 
@@ -13,22 +13,30 @@ from ._util import check_duration
 _rng: Final = random.Random()
 
 
-def _check_delay(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _check_delay(
+    instance: object, attribute: attrs.Attribute[float], value: float
+) -> None:
     del instance
     check_duration(attribute.name, value)
 
 
 def _to_exception_types(value: object) -> tuple[type[BaseException], ...]:
-    types = value if isinstance(value, tuple) else (value,)
-    for cls in types:  # pyright: ignore[reportUnknownVariableType]  # checked just below
+    candidates = (
+        cast("tuple[object, ...]", value) if isinstance(value, tuple) else (value,)
+    )
+    types: list[type[BaseException]] = []
+    for cls in candidates:
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise TypeError(
                 f"retry_on must be an exception class or a tuple of them, not {value!r}"
             )
-    return types  # pyright: ignore[reportUnknownVariableType]  # checked above
+        types.append(cls)
+    return tuple(types)
 
 
-def _check_max_attempts(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _check_max_attempts(
+    instance: object, attribute: attrs.Attribute[int], value: int
+) -> None:
     del instance, attribute
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"max_attempts must be an int, not {value!r}")
@@ -36,7 +44,9 @@ def _check_max_attempts(instance: object, attribute: attrs.Attribute[int], value
         raise ValueError(f"max_attempts must be >= 1, got {value!r}")
 
 
-def _check_multiplier(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _check_multiplier(
+    instance: object, attribute: attrs.Attribute[float], value: float
+) -> None:
     del instance, attribute
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"multiplier must be a number, not {value!r}")
@@ -44,7 +54,9 @@ def _check_multiplier(instance: object, attribute: attrs.Attribute[float], value
         raise ValueError(f"multiplier must be a finite number >= 1, got {value!r}")
 
 
-def _check_jitter(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _check_jitter(
+    instance: object, attribute: attrs.Attribute[float], value: float
+) -> None:
     del instance, attribute
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"jitter must be a number, not {value!r}")

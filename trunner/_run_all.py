@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
 from ._traits import TaskState
+from ._util import AnyCallable
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
     from ._abc import TaskRunner
     from ._handle import TaskHandle
 
 T = TypeVar("T")
 
 
+@overload
 async def run_all(
-    runner: TaskRunner, fns: Iterable[Callable[[], Awaitable[T]] | Callable[[], T]]
-) -> list[T]:
+    runner: TaskRunner, fns: Iterable[Callable[[], Awaitable[T]]]
+) -> list[T]: ...
+@overload
+async def run_all(runner: TaskRunner, fns: Iterable[Callable[[], T]]) -> list[T]: ...
+async def run_all(  # type: ignore[explicit-any]  # the overloads give the precise type
+    runner: TaskRunner, fns: Iterable[AnyCallable]
+) -> list[Any]:
     """Run every function of ``fns`` as a task of ``runner``; return their values.
 
     The first task to fail (in time, not in list order) cancels the others;
@@ -44,7 +52,7 @@ async def run_all(
     remaining = len(handles)
     all_done = trio.Event()
 
-    def on_done(handle: TaskHandle[T]) -> None:
+    def on_done(handle: TaskHandle[object]) -> None:
         nonlocal remaining
         remaining -= 1
         if handle.state is not TaskState.SUCCEEDED and not first_error:
@@ -64,4 +72,4 @@ async def run_all(
         raise
     if first_error:
         raise first_error[0]
-    return [handle._result for handle in handles]  # type: ignore[misc]  # each SUCCEEDED with a T
+    return [handle._result for handle in handles]

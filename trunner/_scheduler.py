@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, TypedDict, TypeVar, final
+from typing import TYPE_CHECKING, Final, TypedDict, TypeVar, final
 
 import attrs
 import trio
+import trio.testing
 
-from ._context import current_scheduler, scheduler_var
-from ._errors import NoCurrentSchedulerError, RunnerClosedError
+from ._context import scheduler_var
+from ._errors import RunnerClosedError
 from ._hooks import TaskHooks
 from ._limiter import LimiterStatistics, PriorityLimiter
 from ._options import RunnerConfig
@@ -19,7 +21,7 @@ from ._thread import SingleThreadTaskRunner
 from ._util import check_optional_count
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncGenerator, Callable, Sequence
     from typing import Unpack
 
     from ._abc import TaskRunner
@@ -30,6 +32,16 @@ if TYPE_CHECKING:
     from ._traits import TaskTraits
 
 RunnerT = TypeVar("RunnerT", bound="TaskRunner")
+
+#: Real seconds of quiet between two looks at the threads while holding the clock.
+_HOLD_CUSHION: Final = 0.0005
+
+
+def _autojumps(clock: trio.abc.Clock) -> bool:
+    return (
+        isinstance(clock, trio.testing.MockClock)
+        and clock.autojump_threshold != math.inf
+    )
 
 
 class RunnerOptions(TypedDict, total=False):
@@ -62,7 +74,9 @@ class RunnerOptions(TypedDict, total=False):
 
 def _check_concurrency(max_concurrency: object) -> int:
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise TypeError(f"max_concurrency must be a positive int, not {max_concurrency!r}")
+        raise TypeError(
+            f"max_concurrency must be a positive int, not {max_concurrency!r}"
+        )
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
     return max_concurrency
@@ -85,20 +99,27 @@ class Scheduler:
     hooks: TaskHooks | None
     _limiter: PriorityLimiter | None = attrs.field(init=False)
     # Every runner whose machinery is alive, in creation order.
-    _runners: dict[TaskRunner, None] = attrs.field(init=False, factory=dict)
+    _runners: dict[TaskRunner, None] = attrs.field(
+        init=False, factory=dict["TaskRunner", None]
+    )
     # Runners made by create_*_runner: closed when the scheduler closes.
-    _owned: list[TaskRunner] = attrs.field(init=False, factory=list)
+    _owned: list[TaskRunner] = attrs.field(init=False, factory=list["TaskRunner"])
     _closed: bool = attrs.field(init=False, default=False)
     # Calls running in threads (thread runners, may_block tasks): the part of
     # the scheduler's work that trio's quiescence cannot see.
     _thread_calls: int = attrs.field(init=False, default=0)
     _threads_idle: trio.Event | None = attrs.field(init=False, default=None)
+    _holding_clock: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
-        self._limiter = None if self._max_workers is None else PriorityLimiter(self._max_workers)
+        self._limiter = (
+            None if self._max_workers is None else PriorityLimiter(self._max_workers)
+        )
 
     def __repr__(self) -> str:
-        return f"<Scheduler max_workers={self._max_workers} runners={len(self._runners)}>"
+        return (
+            f"<Scheduler max_workers={self._max_workers} runners={len(self._runners)}>"
+        )
 
     @property
     def max_workers(self) -> int | None:
@@ -117,6 +138,21 @@ class Scheduler:
     def thread_call_started(self) -> None:
         """Count a call handed to a thread (for `trunner.testing.run_until_idle`)."""
         self._thread_calls += 1
+        if not self._holding_clock and _autojumps(trio.lowlevel.current_clock()):
+            self._holding_clock = True
+            self._nursery.start_soon(self._hold_clock, name="trunner-hold-clock")
+
+    async def _hold_clock(self) -> None:
+        # An autojumping MockClock jumps to the next deadline as soon as every
+        # trio task is blocked, even while a thread is working for one of them:
+        # a 10 ms call would then time out in virtual time. Trio serves
+        # wait_all_tasks_blocked() waiters before it autojumps, so a task
+        # waiting there keeps the clock still until the threads are done.
+        try:
+            while self._thread_calls:
+                await trio.testing.wait_all_tasks_blocked(_HOLD_CUSHION)
+        finally:
+            self._holding_clock = False
 
     def thread_call_ended(self) -> None:
         """Count a thread call that has ended."""
@@ -133,10 +169,6 @@ class Scheduler:
             await self._threads_idle.wait()
 
     def _register(self, runner: TaskRunner) -> None:
-        if self._closed:
-            raise RunnerClosedError(
-                "the scheduler is closed; open runners inside 'async with open_scheduler()'"
-            )
         self._runners[runner] = None
 
     def _unregister(self, runner: TaskRunner) -> None:
@@ -150,13 +182,20 @@ class Scheduler:
         nursery: trio.Nursery | None,
         options: RunnerOptions,
     ) -> RunnerT:
+        if self._closed:
+            raise RunnerClosedError(
+                "the scheduler is closed; "
+                "open runners inside 'async with open_scheduler()'"
+            )
         config = RunnerConfig(**options)
         runner = factory(self._nursery if nursery is None else nursery, config)
         if nursery is None:
             self._owned.append(runner)
         return runner
 
-    def create_sequenced_runner(self, **options: Unpack[RunnerOptions]) -> SequencedTaskRunner:
+    def create_sequenced_runner(
+        self, **options: Unpack[RunnerOptions]
+    ) -> SequencedTaskRunner:
         """Make a `SequencedTaskRunner` that lives until the scheduler closes.
 
         Args:
@@ -176,7 +215,9 @@ class Scheduler:
         limit = _check_concurrency(max_concurrency)
         return self._create(self._parallel(limit), None, options)
 
-    def create_thread_runner(self, **options: Unpack[RunnerOptions]) -> SingleThreadTaskRunner:
+    def create_thread_runner(
+        self, **options: Unpack[RunnerOptions]
+    ) -> SingleThreadTaskRunner:
         """Make a `SingleThreadTaskRunner` that lives until the scheduler closes.
 
         Its thread starts now and is joined when the scheduler closes.
@@ -186,7 +227,9 @@ class Scheduler:
         """
         return self._create(self._thread, None, options)
 
-    def _sequenced(self, nursery: trio.Nursery, config: RunnerConfig) -> SequencedTaskRunner:
+    def _sequenced(
+        self, nursery: trio.Nursery, config: RunnerConfig
+    ) -> SequencedTaskRunner:
         return SequencedTaskRunner(self, nursery, config)
 
     def _parallel(
@@ -197,7 +240,9 @@ class Scheduler:
 
         return make
 
-    def _thread(self, nursery: trio.Nursery, config: RunnerConfig) -> SingleThreadTaskRunner:
+    def _thread(
+        self, nursery: trio.Nursery, config: RunnerConfig
+    ) -> SingleThreadTaskRunner:
         return SingleThreadTaskRunner(self, nursery, config)
 
     # ------------------------------------------------------------------ open_*
@@ -207,7 +252,7 @@ class Scheduler:
         self,
         factory: Callable[[trio.Nursery, RunnerConfig], RunnerT],
         options: RunnerOptions,
-    ) -> AsyncIterator[RunnerT]:
+    ) -> AsyncGenerator[RunnerT, None]:
         async with owning_nursery() as nursery:
             runner = self._create(factory, nursery, options)
             async with close_on_exit(runner):
@@ -268,7 +313,7 @@ class Scheduler:
 
 
 @asynccontextmanager
-async def owning_nursery() -> AsyncIterator[trio.Nursery]:
+async def owning_nursery() -> AsyncGenerator[trio.Nursery, None]:
     """A nursery whose block's own exception propagates as itself.
 
     Trio wraps an exception of a nursery's body in an `ExceptionGroup`; for a
@@ -280,7 +325,7 @@ async def owning_nursery() -> AsyncIterator[trio.Nursery]:
     async with trio.open_nursery() as nursery:
         try:
             yield nursery
-        except BaseException as exc:  # noqa: BLE001  # re-raised below, after the nursery
+        except BaseException as exc:  # re-raised below, after the nursery
             body_error = exc
             nursery.cancel_scope.cancel()
     if body_error is not None:
@@ -288,7 +333,7 @@ async def owning_nursery() -> AsyncIterator[trio.Nursery]:
 
 
 @asynccontextmanager
-async def close_on_exit(runner: TaskRunner) -> AsyncIterator[TaskRunner]:
+async def close_on_exit(runner: TaskRunner) -> AsyncGenerator[TaskRunner, None]:
     """Close ``runner`` gracefully when the block ends, or at once if it raises."""
     try:
         yield runner
@@ -301,7 +346,7 @@ async def close_on_exit(runner: TaskRunner) -> AsyncIterator[TaskRunner]:
 @asynccontextmanager
 async def open_scheduler(
     max_workers: int | None = None, *, hooks: TaskHooks | None = None
-) -> AsyncIterator[Scheduler]:
+) -> AsyncGenerator[Scheduler, None]:
     """Open a `Scheduler` for the ``async with`` block.
 
     Runners made with ``scheduler.create_*_runner()`` live until the block
@@ -334,18 +379,19 @@ async def open_scheduler(
 
 
 @asynccontextmanager
-async def _scheduler_for_block() -> AsyncIterator[Scheduler]:
-    try:
-        scheduler = current_scheduler()
-    except NoCurrentSchedulerError:
-        async with open_scheduler() as private:
-            yield private
-    else:
+async def _scheduler_for_block() -> AsyncGenerator[Scheduler, None]:
+    scheduler = scheduler_var.get(None)
+    if scheduler is not None and not scheduler._closed:
         yield scheduler
+        return
+    async with open_scheduler() as private:
+        yield private
 
 
 @asynccontextmanager
-async def open_sequenced_runner(**options: Unpack[RunnerOptions]) -> AsyncIterator[SequencedTaskRunner]:
+async def open_sequenced_runner(
+    **options: Unpack[RunnerOptions],
+) -> AsyncGenerator[SequencedTaskRunner, None]:
     """Open a `SequencedTaskRunner` on the current scheduler, or on a private one.
 
     Uses `current_scheduler` if one is open around the caller, else opens a
@@ -353,13 +399,15 @@ async def open_sequenced_runner(**options: Unpack[RunnerOptions]) -> AsyncIterat
     """
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
-        yield await stack.enter_async_context(scheduler.open_sequenced_runner(**options))
+        yield await stack.enter_async_context(
+            scheduler.open_sequenced_runner(**options)
+        )
 
 
 @asynccontextmanager
 async def open_parallel_runner(
     *, max_concurrency: int, **options: Unpack[RunnerOptions]
-) -> AsyncIterator[ParallelTaskRunner]:
+) -> AsyncGenerator[ParallelTaskRunner, None]:
     """Open a `ParallelTaskRunner` on the current scheduler, or on a private one.
 
     See `open_sequenced_runner` and `Scheduler.open_parallel_runner`.
@@ -372,7 +420,9 @@ async def open_parallel_runner(
 
 
 @asynccontextmanager
-async def open_thread_runner(**options: Unpack[RunnerOptions]) -> AsyncIterator[SingleThreadTaskRunner]:
+async def open_thread_runner(
+    **options: Unpack[RunnerOptions],
+) -> AsyncGenerator[SingleThreadTaskRunner, None]:
     """Open a `SingleThreadTaskRunner` on the current scheduler, or on a private one.
 
     See `open_sequenced_runner` and `Scheduler.open_thread_runner`.
@@ -380,4 +430,3 @@ async def open_thread_runner(**options: Unpack[RunnerOptions]) -> AsyncIterator[
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
         yield await stack.enter_async_context(scheduler.open_thread_runner(**options))
-

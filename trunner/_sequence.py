@@ -114,5 +114,7 @@ class SequenceLocal(Generic[T]):
     def _token() -> object:
         token = current_sequence_token()
         if token is None:
-            raise NoCurrentRunnerError("SequenceLocal is only usable inside a task of a runner")
+            raise NoCurrentRunnerError(
+                "SequenceLocal is only usable inside a task of a runner"
+            )
         return token

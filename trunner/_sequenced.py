@@ -41,7 +41,9 @@ class ChannelRunner(TaskRunner):
     _scope: trio.CancelScope | None = attrs.field(init=False, default=None)
 
     def _start_machinery(self) -> None:
-        self._send, self._receive = trio.open_memory_channel["TaskHandle[object]"](math.inf)
+        self._send, self._receive = trio.open_memory_channel["TaskHandle[object]"](
+            math.inf
+        )
         self._nursery.start_soon(self._consume, name=f"{self._name}-consumer")
 
     def _enqueue(self, handle: TaskHandle[object]) -> None:
@@ -86,10 +88,8 @@ class ChannelRunner(TaskRunner):
                             continue  # cancelled or skipped while it waited
                         opts = handle._opts
                         if limited or (opts is not None and opts.bucket is not None):
-                            await acquire_slot(self, handle)
-                            if handle._state is not _PENDING:
-                                release_slot(self)
-                                continue
+                            if not await acquire_slot(self, handle):
+                                continue  # cancelled or skipped while it waited
                         self._current = handle
                         try:
                             await run_task(self, handle, scope)
@@ -108,6 +108,10 @@ class ChannelRunner(TaskRunner):
                             budget = BATCH
                             self._housekeeping()
                             await trio.lowlevel.checkpoint()
+                # The scope was cancelled to stop a task: what that task's end
+                # left for BLOCK subscribers is delivered before the next one.
+                if self._blocked:
+                    await self._deliver_blocked()
         finally:
             self._receive.close()
             await self._stop_machinery()

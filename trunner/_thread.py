@@ -14,10 +14,9 @@ import trio
 from ._context import SequenceSlot, runner_var, scheduler_var, sequence_var
 from ._options import is_async_callable
 from ._sequenced import ChannelRunner
+from ._util import AnyCallable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ._handle import TaskHandle
     from ._traits import TaskTraits
 
@@ -36,7 +35,7 @@ class _ThreadCall:
         self.finished = trio.Event()
 
 
-_Item = tuple["Callable[..., object]", tuple[object, ...], _ThreadCall]
+_Item = tuple[AnyCallable, tuple[object, ...], _ThreadCall]
 
 
 @final
@@ -58,7 +57,9 @@ class SingleThreadTaskRunner(ChannelRunner):
     `Scheduler.open_thread_runner` and friends; the constructor is internal.
     """
 
-    _inbox: queue.SimpleQueue[_Item | None] = attrs.field(init=False, factory=queue.SimpleQueue)
+    _inbox: queue.SimpleQueue[_Item | None] = attrs.field(
+        init=False, factory=queue.SimpleQueue["_Item | None"]
+    )
     _thread: threading.Thread = attrs.field(init=False)
 
     def _start_machinery(self) -> None:
@@ -97,11 +98,16 @@ class SingleThreadTaskRunner(ChannelRunner):
                 if inspect.iscoroutine(value):
                     value.close()
                 result = outcome.Error(
-                    TypeError(f"{fn!r} returned an awaitable; thread runners run plain functions")
+                    TypeError(
+                        f"{fn!r} returned an awaitable; "
+                        "thread runners run plain functions"
+                    )
                 )
             try:
                 token.run_sync_soon(self._deliver, call, result)
-            except trio.RunFinishedError:  # pragma: no cover - the consumer joins us first
+            except (
+                trio.RunFinishedError
+            ):  # pragma: no cover - the consumer joins us first
                 return
 
     def _deliver(self, call: _ThreadCall, result: outcome.Outcome[object]) -> None:
@@ -138,5 +144,9 @@ class SingleThreadTaskRunner(ChannelRunner):
 
     async def _stop_machinery(self) -> None:
         self._inbox.put(None)
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self._thread.join)
+        self._scheduler.thread_call_started()  # joining takes real time too
+        try:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._thread.join)
+        finally:
+            self._scheduler.thread_call_ended()

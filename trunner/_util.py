@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
+
+#: The function of a task once it is stored: its signature was checked at the
+#: posting call, where a TypeVarTuple ties it to the arguments.
+AnyCallable: TypeAlias = Callable[..., object]  # type: ignore[explicit-any]  # erased on purpose, see above
 
 _REAL: Final = (int, float)
 
@@ -67,7 +72,7 @@ def check_optional_count(name: str, value: object) -> int | None:
     return value
 
 
-def describe(fn: Callable[..., object]) -> str:
+def describe(fn: AnyCallable) -> str:
     """Return a readable name for a callable, looking through `functools.partial`."""
     while isinstance(fn, functools.partial):
         fn = fn.func  # pyright: ignore[reportUnknownMemberType]  # partial's func is untyped

@@ -7,8 +7,8 @@ fixture that runs under pytest-trio's ``autojump_clock``.
 
 from __future__ import annotations
 
-from ._idle import run_until_idle as run_until_idle
 from .._util import fixup_module_metadata as _fixup
+from ._idle import run_until_idle as run_until_idle
 
 _fixup(__name__, globals())
 del _fixup

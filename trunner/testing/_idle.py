@@ -32,7 +32,9 @@ async def run_until_idle(*runners: TaskRunner) -> None:
         NoCurrentSchedulerError: with no runners, outside any scheduler.
     """
     schedulers: list[Scheduler] = []
-    for scheduler in (r.scheduler for r in runners) if runners else (current_scheduler(),):
+    for scheduler in (
+        (r.scheduler for r in runners) if runners else (current_scheduler(),)
+    ):
         if scheduler not in schedulers:
             schedulers.append(scheduler)
     while True:

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+import trio.testing
+
+import trunner
+from trunner.testing import run_until_idle
+
+
+async def test_run_until_idle_runs_cross_runner_chains_without_moving_clock(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[str] = []
+    async with trunner.open_scheduler() as scheduler:
+        a = scheduler.create_sequenced_runner()
+        b = scheduler.create_parallel_runner(max_concurrency=2)
+
+        def ping(n: int) -> None:
+            log.append(f"ping{n}")
+            if n < 3:
+                b.post_task(pong, n)
+
+        def pong(n: int) -> None:
+            log.append(f"pong{n}")
+            a.post_task(ping, n + 1)
+
+        a.post_task(ping, 0)
+        later = a.post_delayed_task(log.append, "later", delay=5)
+        due_now = a.post_delayed_task(log.append, "now", delay=0)
+        await run_until_idle()
+
+        assert trio.current_time() == 0
+        chain = [entry for entry in log if entry != "now"]
+        assert chain == ["ping0", "pong0", "ping1", "pong1", "ping2", "pong2", "ping3"]
+        assert "now" in log
+        assert not later.done
+        assert due_now.done
+
+
+async def test_run_until_idle_waits_for_thread_work() -> None:
+    release = threading.Event()
+    async with trunner.open_thread_runner() as runner:
+        handle = runner.post_task(lambda: release.wait(5))
+        trio.lowlevel.current_trio_token().run_sync_soon(release.set)
+
+        await run_until_idle(runner)
+
+        assert handle.done
+
+
+async def test_run_until_idle_needs_a_scheduler_without_runners() -> None:
+    with pytest.raises(trunner.NoCurrentSchedulerError):
+        await run_until_idle()
