@@ -129,6 +129,9 @@ class TaskRunner(abc.ABC):
     _offload_opts: TaskOptions = attrs.field(init=False)
     # Whether each post must look at its function (may_block, thread runners).
     _inspect_fn: bool = attrs.field(init=False)
+    # Queues a handle: _enqueue, or straight to the channel of a sequence (one
+    # Python call less on the hottest path).
+    _push: Callable[[TaskHandle[object]], None] = attrs.field(init=False)
     _bucket: TokenBucket | None = attrs.field(init=False)
     _on_error: Callable[[TaskHandle[object], BaseException], object] = attrs.field(
         init=False
@@ -214,6 +217,7 @@ class TaskRunner(abc.ABC):
         self._rates = RateMeter(self._now())
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
+        self._push = self._enqueue
         self._start_machinery()
         self._scheduler._register(self)
 
@@ -291,6 +295,7 @@ class TaskRunner(abc.ABC):
     def _options_for(
         self,
         fn: object,
+        args: tuple[object, ...],
         traits: TaskTraits | None,
         name: str | None,
         retry: RetryPolicy | None,
@@ -299,7 +304,7 @@ class TaskRunner(abc.ABC):
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {fn!r}")
         if traits is None and name is None and retry is None and timeout is None:
-            if self._offloads(fn, self._traits):
+            if self._offloads(fn, args, self._traits):
                 return self._offload_opts
             return self._default_opts
         if traits is None:
@@ -310,7 +315,7 @@ class TaskRunner(abc.ABC):
             raise TypeError(f"name must be a str, not {name!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
-        offload = self._offloads(fn, traits)
+        offload = self._offloads(fn, args, traits)
         base = self._offload_opts
         return base.evolve(
             traits=traits,
@@ -320,7 +325,9 @@ class TaskRunner(abc.ABC):
             offload=offload,
         )
 
-    def _offloads(self, fn: object, traits: TaskTraits) -> bool:
+    def _offloads(
+        self, fn: object, args: tuple[object, ...], traits: TaskTraits
+    ) -> bool:
         """Whether ``fn`` runs in a worker thread (``may_block`` on a sync function)."""
         return traits.may_block and not is_async_callable(fn)
 
@@ -400,7 +407,7 @@ class TaskRunner(abc.ABC):
         ):
             opts = self._default_opts
         else:
-            opts = self._options_for(fn, traits, name, retry, timeout)
+            opts = self._options_for(fn, args, traits, name, retry, timeout)
         if threading.get_ident() != self._trio_thread:
             return self._post_from_thread(fn, args, opts, 0.0)
         if self._phase:
@@ -412,7 +419,7 @@ class TaskRunner(abc.ABC):
         )
         self._live[handle._id] = handle
         self._pending += 1
-        self._enqueue(handle)
+        self._push(handle)
         if opts is not None and opts.on_queued:
             self._fire_on_queued(handle, opts)
         return handle
@@ -484,7 +491,7 @@ class TaskRunner(abc.ABC):
             return
         self._live[handle._id] = handle
         self._pending += 1
-        self._enqueue(handle)
+        self._push(handle)
         if opts is not None and opts.on_queued:
             self._fire_on_queued(handle, opts)
 
@@ -694,7 +701,7 @@ class TaskRunner(abc.ABC):
             RunnerClosedError: if the runner is closed.
         """
         seconds = check_duration("delay", delay)
-        opts = self._options_for(fn, traits, name, retry, timeout)
+        opts = self._options_for(fn, args, traits, name, retry, timeout)
         if threading.get_ident() != self._trio_thread:
             return self._post_from_thread(fn, args, opts, seconds)
         if self._phase:
@@ -768,7 +775,7 @@ class TaskRunner(abc.ABC):
             raise TypeError(f"mode must be a RepeatMode, not {mode!r}")
         if not isinstance(missed, MissedTicks):
             raise TypeError(f"missed must be a MissedTicks, not {missed!r}")
-        opts = self._options_for(fn, traits, name or describe(fn), retry, timeout)
+        opts = self._options_for(fn, args, traits, name or describe(fn), retry, timeout)
         if threading.get_ident() != self._trio_thread:
             raise RuntimeError(
                 "post_repeating_task must be called from the Trio thread; use "
@@ -779,6 +786,11 @@ class TaskRunner(abc.ABC):
             raise self._refuse()
         anchor = trio.current_time() + first
         repeating = RepeatingHandle(self, fn, args, opts, period, mode, missed, anchor)
+        # Its runs count themselves as they start (on the Trio thread, wherever
+        # they run), and call the user's function itself: a process runner
+        # must be able to pickle it.
+        assert opts is not None
+        repeating._opts = opts.with_start_hook(repeating._count_run)
         if self._phase:
             repeating._stopped = True
         else:
@@ -806,7 +818,7 @@ class TaskRunner(abc.ABC):
         """
         target = self._reply_runner(reply_runner)
         handle = self.post_task(task)
-        reply_opts = target._options_for(reply, None, None, None, None)
+        reply_opts = target._options_for(reply, (), None, None, None, None)
         self._when_done(handle, lambda _: target._post_internal(reply, (), reply_opts))
         return handle
 
@@ -828,7 +840,7 @@ class TaskRunner(abc.ABC):
         """
         target = self._reply_runner(reply_runner)
         handle: TaskHandle[T] = self.post_task(task)  # pyright: ignore[reportAssignmentType]  # task is sync or async: either way its handle gives a T
-        reply_opts = target._options_for(reply, None, None, None, None)
+        reply_opts = target._options_for(reply, (), None, None, None, None)
         self._when_done(
             handle,
             lambda done: target._post_internal(reply, (done.outcome,), reply_opts),
@@ -856,24 +868,24 @@ class TaskRunner(abc.ABC):
 
     # ------------------------------------------------------------ task ends
 
-    def _begin(self, handle: TaskHandle[object], scope: trio.CancelScope) -> float:
-        """Mark a PENDING handle RUNNING; return the start time."""
+    def _begin(
+        self, handle: TaskHandle[object], scope: trio.CancelScope, now: float
+    ) -> None:
+        """Mark a PENDING handle RUNNING, started at ``now`` (the trio clock)."""
         self._pending -= 1
         self._running += 1
         handle._state = _RUNNING
         handle._scope = scope
         handle._attempts = 1
-        now = self._now()
         handle._started_at = now
         self._wait_times.samples.append(now - handle._queued_at)
         if self._max_pending is not None:
             self._wake_room()
-        return now
 
     def _end(
         self, handle: TaskHandle[object], state: TaskState, result: object
-    ) -> None:
-        """Record the end of a RUNNING handle."""
+    ) -> float:
+        """Record the end of a RUNNING handle; return the time it ended."""
         handle._result = result
         handle._state = state
         if state is _SUCCEEDED:
@@ -893,6 +905,7 @@ class TaskRunner(abc.ABC):
         handle._args = ()
         if handle._waiters is not None or self._watching:
             self._notify(handle)
+        return now
 
     def _finish_unstarted(self, handle: TaskHandle[object], state: TaskState) -> None:
         """End a handle that never started (queued, delayed or new)."""
@@ -1028,12 +1041,14 @@ class TaskRunner(abc.ABC):
             self._timer_scope.deadline = deadline
 
     async def _timer_loop(self) -> None:
-        # One task serves every timer of the runner: it sleeps in a cancel scope
-        # whose deadline tracks the earliest entry of the heap.
+        # One task serves every timer of the runner, from its first timer until
+        # the runner closes: it sleeps in a cancel scope whose deadline tracks
+        # the earliest entry of the heap (infinity when the heap is empty).
         timers = self._timers
         try:
-            while timers:
-                with trio.CancelScope(deadline=timers[0][0]) as scope:
+            while self._phase != _CLOSED:
+                deadline = timers[0][0] if timers else math.inf
+                with trio.CancelScope(deadline=deadline) as scope:
                     self._timer_scope = scope
                     await trio.sleep_forever()
                 self._timer_scope = None
@@ -1059,7 +1074,7 @@ class TaskRunner(abc.ABC):
     def _fire_repeating(self, repeating: RepeatingHandle, now: float) -> None:
         if repeating._stopped:
             return
-        run = self._post_internal(repeating._invoke, repeating._args, repeating._opts)
+        run = self._post_internal(repeating._fn, repeating._args, repeating._opts)
         if run is None:
             repeating._stopped = True
             return
@@ -1157,7 +1172,7 @@ class TaskRunner(abc.ABC):
         """
         if threading.get_ident() != self._trio_thread:
             raise RuntimeError("flush_soon must be called from the Trio thread")
-        opts = self._options_for(callback, None, None, None, None)
+        opts = self._options_for(callback, args, None, None, None, None)
         if self._phase and (self._phase == _CLOSED or runner_var.get(None) is not self):
             raise self._refuse()
         if self._max_pending is not None and self._pending >= self._max_pending:

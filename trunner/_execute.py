@@ -20,7 +20,6 @@ from ._errors import TaskCancelledError, TaskTimeoutError
 from ._handle import CANCEL_REQUESTED
 from ._hooks import call_hook
 from ._traits import TaskState
-from ._util import AnyCallable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from ._abc import TaskRunner
     from ._handle import TaskHandle
     from ._options import TaskOptions
+    from ._util import AnyCallable
 
 _SUCCEEDED: Final = TaskState.SUCCEEDED
 _FAILED: Final = TaskState.FAILED
@@ -53,11 +53,9 @@ async def run_task(
     if opts is not None and not opts.simple:
         await run_full(runner, handle, scope, opts)
         return
-    runner._begin(handle, scope)
+    runner._begin(handle, scope, runner._now())
     try:
-        fn = handle._fn
-        assert fn is not None
-        result = fn(*handle._args)
+        result = handle._fn(*handle._args)
         if _isawaitable(result):
             result = await result
     except trio.Cancelled:
@@ -95,7 +93,6 @@ async def call_function(runner: TaskRunner, handle: TaskHandle[object]) -> objec
     """Make one call of the task's function (no bookkeeping): one attempt."""
     opts = handle._opts
     fn = handle._fn
-    assert fn is not None
     if opts is not None and opts.offload:
         return await offload(runner, fn, handle._args, abandon=opts.timeout is not None)
     result = fn(*handle._args)
@@ -218,7 +215,7 @@ async def run_full(
     after a cancellable backoff on the trio clock; a retry takes a new rate
     limit token, giving back the scheduler slot while it waits for it.
     """
-    runner._begin(handle, scope)
+    runner._begin(handle, scope, runner._now())
     for hook in opts.on_start:
         call_hook(hook, handle)
     call = _build_call(runner, handle, opts) if opts.middleware else None

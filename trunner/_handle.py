@@ -47,7 +47,7 @@ class TaskHandle(Generic[T_co]):
     """
 
     _runner: TaskRunner
-    _fn: AnyCallable | None
+    _fn: AnyCallable
     _args: tuple[object, ...]
     _id: int
     _opts: TaskOptions | None
@@ -80,8 +80,7 @@ class TaskHandle(Generic[T_co]):
         opts = self._opts
         if opts is not None and opts.name is not None:
             return opts.name
-        fn = self._fn
-        return f"task-{self._id}" if fn is None else describe(fn)
+        return describe(self._fn)
 
     @property
     def runner(self) -> TaskRunner:
@@ -247,8 +246,7 @@ class RepeatingHandle:
         if current is not None and current.state is _PENDING:
             current.cancel()
 
-    def _invoke(self, *args: object) -> object:
-        # Runs in place of the user's function, so that it counts started runs
-        # on whatever thread the run takes place.
+    def _count_run(self, run: TaskHandle[object]) -> None:
+        # The on_start hook of its runs.
+        del run
         self._runs += 1
-        return self._fn(*args)

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, final
 
 import attrs
 
-from ._util import AnyCallable
-
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ._handle import TaskHandle
     from ._results import TaskResult
+    from ._util import AnyCallable
 
 T = TypeVar("T")
 

@@ -164,6 +164,21 @@ class TaskOptions:
             or self.bucket
         )
 
+    def with_start_hook(
+        self, hook: Callable[[TaskHandle[object]], object]
+    ) -> TaskOptions:
+        """Return a copy that also calls ``hook(task)`` when a task starts."""
+        copy = self._copy()
+        copy.on_start = (*self.on_start, hook)
+        copy.simple = False
+        return copy
+
+    def _copy(self) -> TaskOptions:
+        copy = TaskOptions.__new__(TaskOptions)
+        for slot in TaskOptions.__slots__:
+            setattr(copy, slot, getattr(self, slot))
+        return copy
+
     def evolve(
         self,
         *,
@@ -174,9 +189,7 @@ class TaskOptions:
         offload: bool,
     ) -> TaskOptions:
         """Return a copy with the per-task options of one post."""
-        copy = TaskOptions.__new__(TaskOptions)
-        for slot in TaskOptions.__slots__:
-            setattr(copy, slot, getattr(self, slot))
+        copy = self._copy()
         copy.traits = traits
         copy.name = name
         copy.retry = retry

@@ -11,6 +11,7 @@ import trio
 from ._abc import _CLOSED, TaskRunner
 from ._context import SequenceSlot, runner_var, sequence_var
 from ._execute import acquire_slot, join_stragglers, release_slot, run_task
+from ._handle import CANCEL_REQUESTED
 from ._traits import Priority, TaskState
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class ParallelTaskRunner(TaskRunner):
         if self._idle_workers:
             self._idle_workers -= 1
             self._idle_lot.unpark()
-        elif self._capacity.available_tokens:
+        elif len(self._workers) < self._max_concurrency:
             slot = SequenceSlot(None)
             self._capacity.acquire_on_behalf_of_nowait(slot)
             self._workers[slot] = None
@@ -126,9 +127,11 @@ class ParallelTaskRunner(TaskRunner):
                             budget = BATCH
                             continue
                         opts = handle._opts
-                        if limited or (opts is not None and opts.bucket is not None):
-                            if not await acquire_slot(self, handle):
-                                continue  # cancelled or skipped while it waited
+                        waits = limited or (
+                            opts is not None and opts.bucket is not None
+                        )
+                        if waits and not await acquire_slot(self, handle):
+                            continue  # cancelled or skipped while it waited
                         slot.token = handle
                         try:
                             await run_task(self, handle, scope)
@@ -140,8 +143,8 @@ class ParallelTaskRunner(TaskRunner):
                                 await join_stragglers(slot.stragglers)
                         if self._blocked:
                             await self._deliver_blocked()
-                        if scope.cancel_called:
-                            break
+                        if handle._flags & CANCEL_REQUESTED:
+                            break  # the scope was cancelled to stop the task
                         budget -= 1
                         if not budget:
                             budget = BATCH

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import trio
 
 from ._traits import TaskState
-from ._util import AnyCallable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
     from ._abc import TaskRunner
     from ._handle import TaskHandle
+    from ._util import AnyCallable
 
 T = TypeVar("T")
 

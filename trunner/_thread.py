@@ -76,7 +76,9 @@ class SingleThreadTaskRunner(ChannelRunner):
         """The runner's thread."""
         return self._thread
 
-    def _offloads(self, fn: object, traits: TaskTraits) -> bool:
+    def _offloads(
+        self, fn: object, args: tuple[object, ...], traits: TaskTraits
+    ) -> bool:
         if is_async_callable(fn):
             raise TypeError(
                 f"{fn!r} is an async function, but a SingleThreadTaskRunner runs plain "
@@ -119,7 +121,6 @@ class SingleThreadTaskRunner(ChannelRunner):
 
     async def _call(self, handle: TaskHandle[object]) -> object:
         fn = handle._fn
-        assert fn is not None
         call = _ThreadCall(trio.lowlevel.current_task())
         slot = sequence_var.get()
         opts = handle._opts
