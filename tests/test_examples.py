@@ -18,18 +18,19 @@ if TYPE_CHECKING:
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
-def load_main(path: Path) -> Callable[[], Awaitable[None]]:
+def load_main(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], Awaitable[None]]:
     name = f"examples.{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    # Registered while it runs, as an import would: dataclasses look it up.
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[name]
+    # Registered for the whole test, as an import would: dataclasses look it
+    # up, and pickle finds a process runner's functions by module and name
+    # (the worker process imports examples.<name> from the project root).
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
     main: Callable[[], Awaitable[None]] = module.main
     return main
 
@@ -44,8 +45,9 @@ async def test_example_runs(
     autojump_clock: trio.testing.MockClock,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    main = load_main(path)
+    main = load_main(path, monkeypatch)
 
     # Thread work holds the clock still (the scheduler sees to it), so the
     # plain zero-threshold autojump clock runs the examples in virtual time.

@@ -1453,7 +1453,7 @@ async def test_no_burst_while_completions_outpace_arrivals_and_burst_create_back
     assert "burst worker" in caplog.text
 
 
-async def test_burst_worker_takes_hand_offs_before_retiring(
+async def test_idle_base_workers_take_calls_before_burst_workers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     tracker = Tracker()
@@ -1464,10 +1464,11 @@ async def test_burst_worker_takes_hand_offs_before_retiring(
                 nursery.start_soon(queue_sleep, pool, 2)
         # The base worker went idle at 2 s, the burst worker at 3 s.
         assert pool.statistics().active_workers == 2
-        # Both idle; the burst worker parked last, so it is woken first.
-        assert await pool.queue_task(ident) == 2
+        # Both idle: the base worker takes the calls, though it parked first,
+        # so the burst worker stays idle and retires at 13 s.
+        assert await pool.queue_task(ident) == 1
         await trio.sleep(9.5)
-        assert await pool.queue_task(ident) == 2
+        assert await pool.queue_task(ident) == 1
         await trio.sleep(10.5)
         assert pool.statistics() == PoolStatistics(1, 0, 0, 1)
 
@@ -1628,3 +1629,33 @@ def test_pool_invariants_under_random_scripts(script: PoolScript) -> None:
     assert answers == Counter(range(len(script.tasks)))
     assert destroyed == Counter(created)
     assert most_live <= script.max_workers
+
+
+async def test_burst_workers_retire_under_a_trickle_of_calls(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    names = iter(range(1, 100))
+    served: set[int] = set()
+
+    async def work(resource: int) -> int:
+        await trio.sleep(0.1)
+        return resource
+
+    async with open_resource_pool(
+        lambda: next(names),
+        lambda r: None,
+        workers=2,
+        max_workers=6,
+        burst_interval=0.1,
+    ) as pool:
+        async with trio.open_nursery() as nursery:
+            for _ in range(40):
+                nursery.start_soon(pool.queue_task, work)
+        assert pool.statistics().burst_workers > 0
+        for _ in range(100):  # one call every 0.2 s for 20 s
+            served.add(await pool.queue_task(work))
+            await trio.sleep(0.1)
+
+        assert pool.statistics().active_workers == 2
+        assert pool.statistics().burst_workers == 0
+    assert served <= {1, 2}

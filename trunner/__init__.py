@@ -30,6 +30,7 @@ from ._limiter import LimiterStatistics as LimiterStatistics
 from ._metrics import RunnerMetrics as RunnerMetrics
 from ._metrics import Summary as Summary
 from ._parallel import ParallelTaskRunner as ParallelTaskRunner
+from ._process import ProcessTaskRunner as ProcessTaskRunner
 from ._ratelimit import RateLimit as RateLimit
 from ._resource_pool import PoolStatistics as PoolStatistics
 from ._resource_pool import ResourcePool as ResourcePool
@@ -42,6 +43,7 @@ from ._run_all import run_all as run_all
 from ._scheduler import RunnerOptions as RunnerOptions
 from ._scheduler import Scheduler as Scheduler
 from ._scheduler import open_parallel_runner as open_parallel_runner
+from ._scheduler import open_process_runner as open_process_runner
 from ._scheduler import open_scheduler as open_scheduler
 from ._scheduler import open_sequenced_runner as open_sequenced_runner
 from ._scheduler import open_thread_runner as open_thread_runner

@@ -275,7 +275,7 @@ class TaskRunner(abc.ABC):
 
     @property
     def closed(self) -> bool:
-        """Whether the runner has started closing: it refuses posts from outside."""
+        """Whether the runner has begun closing (it then refuses posts from outside)."""
         return self._phase != _OPEN
 
     @property
@@ -1320,6 +1320,10 @@ class TaskRunner(abc.ABC):
             if barrier.callback is not None and barrier.callback._state is _PENDING:
                 self._finish_unstarted(barrier.callback, _SKIPPED)
 
+    def _release_machinery(self) -> None:
+        """Mark the machinery done; a subclass may first release what it holds."""
+        self._machinery_done.set()
+
     def _machinery_exited(self) -> None:
         """Record that the consumers have all ended, however they ended."""
         if self._phase != _CLOSED:
@@ -1329,7 +1333,7 @@ class TaskRunner(abc.ABC):
         self._clear_timers(_SKIPPED)
         self._skip_pending(everything=True)
         self._room.unpark_all()
-        self._machinery_done.set()
+        self._release_machinery()
         if self._idle_event is not None and not self._running:
             self._idle_event.set()
             self._idle_event = None

@@ -26,18 +26,14 @@ BATCH: Final = 32
 _PENDING: Final = TaskState.PENDING
 
 
-@final
 @attrs.define(eq=False, repr=False)
-class ParallelTaskRunner(TaskRunner):
-    """Runs up to ``max_concurrency`` tasks at once.
+class WorkerPoolRunner(TaskRunner):
+    """A runner whose tasks run on up to ``max_concurrency`` workers at once.
 
-    Pending tasks start highest priority first, FIFO within a priority. Each
-    task is a sequence of its own (for `SequenceChecker` and `SequenceLocal`).
-
-    Built on a `trio.CapacityLimiter` that counts long-lived workers. Workers
-    are spawned on demand, up to the limit, and pop tasks from one queue per
-    priority; an idle worker parks until a task comes. Made by
-    `Scheduler.open_parallel_runner` and friends; the constructor is internal.
+    The base of `ParallelTaskRunner` and `ProcessTaskRunner`. A
+    `trio.CapacityLimiter` counts long-lived workers, spawned on demand up to
+    the limit, that pop tasks from one FIFO per priority, highest first; an
+    idle worker parks until a task comes.
     """
 
     _max_concurrency: int = attrs.field(kw_only=True, alias="max_concurrency")
@@ -161,3 +157,18 @@ class ParallelTaskRunner(TaskRunner):
             self._capacity.release_on_behalf_of(slot)
             if not self._workers and (crashed or self._phase == _CLOSED):
                 self._machinery_exited()
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class ParallelTaskRunner(WorkerPoolRunner):
+    """Runs up to ``max_concurrency`` tasks at once.
+
+    Pending tasks start highest priority first, FIFO within a priority. Each
+    task is a sequence of its own (for `SequenceChecker` and `SequenceLocal`).
+
+    Built on a `trio.CapacityLimiter` that counts long-lived workers. Workers
+    are spawned on demand, up to the limit, and pop tasks from one queue per
+    priority; an idle worker parks until a task comes. Made by
+    `Scheduler.open_parallel_runner` and friends; the constructor is internal.
+    """

@@ -2,9 +2,11 @@
 
 Each worker is a task of the pool's nursery holding one resource made by
 ``create()``. Calls wait in two FIFOs (priority first) and idle workers park in
-a LIFO list: a call that finds an idle worker is handed to it directly, so the
-queues are non-empty only while every worker is busy (or making a resource).
-LIFO wake-ups keep surplus burst workers idle long enough to retire.
+a stack: base workers on top of burst workers, the most recently idle on top
+within each kind. A call that finds an idle worker is handed to it directly, so
+the queues are non-empty only while every worker is busy (or making a
+resource). This order keeps surplus burst workers idle long enough to retire,
+even under a trickle of calls.
 
 A caller sleeps in `trio.lowlevel.wait_task_rescheduled` and the worker
 reschedules it with the outcome, so a call costs no `trio.Event`, no channel
@@ -880,7 +882,12 @@ class ResourcePool(Generic[ResourceT]):
     async def _park(self, worker: _Worker) -> bool:
         """Wait for a call; return False if a burst worker idled out."""
         self._housekeeping()
-        self._idle.append(worker)
+        if worker.burst:
+            # At the bottom of the stack: calls go to idle base workers first,
+            # so a trickle of calls cannot keep a surplus burst worker alive.
+            self._idle.insert(0, worker)
+        else:
+            self._idle.append(worker)
         if not worker.burst:
             await trio.lowlevel.wait_task_rescheduled(worker.abort_park)
             return True

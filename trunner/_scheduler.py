@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypedDict, TypeVar, final
 
@@ -16,6 +17,7 @@ from ._hooks import TaskHooks
 from ._limiter import LimiterStatistics, PriorityLimiter
 from ._options import RunnerConfig
 from ._parallel import ParallelTaskRunner
+from ._process import ProcessTaskRunner
 from ._sequenced import SequencedTaskRunner
 from ._thread import SingleThreadTaskRunner
 from ._util import check_optional_count
@@ -72,14 +74,18 @@ class RunnerOptions(TypedDict, total=False):
     on_error: Callable[[TaskHandle[object], BaseException], object] | None
 
 
-def _check_concurrency(max_concurrency: object) -> int:
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise TypeError(
-            f"max_concurrency must be a positive int, not {max_concurrency!r}"
-        )
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
-    return max_concurrency
+def _check_concurrency(value: object, name: str = "max_concurrency") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return value
+
+
+def _process_count(max_workers: int | None) -> int:
+    if max_workers is None:
+        return os.cpu_count() or 1
+    return _check_concurrency(max_workers, "max_workers")
 
 
 @final
@@ -240,6 +246,29 @@ class Scheduler:
 
         return make
 
+    def create_process_runner(
+        self, *, max_workers: int | None = None, **options: Unpack[RunnerOptions]
+    ) -> ProcessTaskRunner:
+        """Make a `ProcessTaskRunner` that lives until the scheduler closes.
+
+        Needs the ``trunner[process]`` extra (trio-parallel).
+
+        Args:
+            max_workers: worker processes running tasks at once (default: the
+                number of CPUs).
+            **options: see `RunnerOptions`.
+        """
+        limit = _process_count(max_workers)
+        return self._create(self._process(limit), None, options)
+
+    def _process(
+        self, limit: int
+    ) -> Callable[[trio.Nursery, RunnerConfig], ProcessTaskRunner]:
+        def make(nursery: trio.Nursery, config: RunnerConfig) -> ProcessTaskRunner:
+            return ProcessTaskRunner(self, nursery, config, max_concurrency=limit)
+
+        return make
+
     def _thread(
         self, nursery: trio.Nursery, config: RunnerConfig
     ) -> SingleThreadTaskRunner:
@@ -298,6 +327,22 @@ class Scheduler:
             **options: see `RunnerOptions`.
         """
         return self._open(self._thread, options)
+
+    def open_process_runner(
+        self, *, max_workers: int | None = None, **options: Unpack[RunnerOptions]
+    ) -> AbstractAsyncContextManager[ProcessTaskRunner]:
+        """Open a `ProcessTaskRunner` for the ``async with`` block.
+
+        Its worker processes are shut down when the block is left. Closing is
+        as for `open_sequenced_runner`. Needs the ``trunner[process]`` extra.
+
+        Args:
+            max_workers: worker processes running tasks at once (default: the
+                number of CPUs).
+            **options: see `RunnerOptions`.
+        """
+        limit = _process_count(max_workers)
+        return self._open(self._process(limit), options)
 
     # ------------------------------------------------------------------ closing
 
@@ -430,3 +475,18 @@ async def open_thread_runner(
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
         yield await stack.enter_async_context(scheduler.open_thread_runner(**options))
+
+
+@asynccontextmanager
+async def open_process_runner(
+    *, max_workers: int | None = None, **options: Unpack[RunnerOptions]
+) -> AsyncGenerator[ProcessTaskRunner, None]:
+    """Open a `ProcessTaskRunner` on the current scheduler, or on a private one.
+
+    See `open_sequenced_runner` and `Scheduler.open_process_runner`.
+    """
+    async with AsyncExitStack() as stack:
+        scheduler = await stack.enter_async_context(_scheduler_for_block())
+        yield await stack.enter_async_context(
+            scheduler.open_process_runner(max_workers=max_workers, **options)
+        )
