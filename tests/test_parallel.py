@@ -148,3 +148,20 @@ async def test_may_block_runner_default_offloads_sync_but_not_async() -> None:
     ) as runner:
         assert await runner.run(threading.get_ident) != main
         assert await runner.run(async_ident) == main
+
+
+async def test_metrics_memory_stays_bounded_while_never_idle() -> None:
+    from trunner._metrics import FOLD_AT
+
+    held: list[int] = []
+    async with trunner.open_parallel_runner(max_concurrency=2) as runner:
+
+        def record() -> None:
+            held.append(len(runner._wait_times.samples) + len(runner._run_times.samples))
+
+        for i in range(20_000):
+            runner.post_task(record if i % 1000 == 999 else int)
+        await runner.wait_idle()
+
+    assert max(held) < 2 * (FOLD_AT + 64)
+    assert runner.metrics().run_time.count == 20_000

@@ -54,3 +54,31 @@ async def test_run_until_idle_waits_for_thread_work() -> None:
 async def test_run_until_idle_needs_a_scheduler_without_runners() -> None:
     with pytest.raises(trunner.NoCurrentSchedulerError):
         await run_until_idle()
+
+
+async def test_scheduler_fixture_runs_in_virtual_time(
+    scheduler: trunner.Scheduler, autojump_clock: trio.abc.Clock
+) -> None:
+    runner = scheduler.create_sequenced_runner()
+    handle = runner.post_delayed_task(trio.current_time, delay=3600)
+
+    assert await handle.wait() == 3600
+    assert trunner.current_scheduler() is scheduler
+
+
+def test_scheduler_fixture_demands_a_mock_clock(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('pytest_plugins = ["trunner.testing.pytest_plugin"]')
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.trio
+        async def test_without_clock(scheduler):
+            pass
+        """
+    )
+
+    result = pytester.runpytest("-p", "trio")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*add autojump_clock*"])

@@ -121,7 +121,7 @@ async def offload(
     token = runner._token
 
     def ended() -> None:
-        scheduler.thread_call_ended()
+        scheduler._thread_call_ended()
         finished.set()
 
     def work() -> object:
@@ -130,7 +130,7 @@ async def offload(
         finally:
             token.run_sync_soon(ended)
 
-    scheduler.thread_call_started()
+    scheduler._thread_call_started()
     if not abandon:
         return await trio.to_thread.run_sync(work)
 

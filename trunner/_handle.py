@@ -71,7 +71,7 @@ class TaskHandle(Generic[T_co]):
 
     @property
     def id(self) -> int:
-        """The task's id: unique in the process, increasing in posting order."""
+        """The task's id, unique in the process and increasing in posting order."""
         return self._id
 
     @property
@@ -89,7 +89,7 @@ class TaskHandle(Generic[T_co]):
 
     @property
     def traits(self) -> TaskTraits:
-        """The traits the task runs with: its own, or else its runner's."""
+        """The traits the task runs with (its own, or else its runner's)."""
         opts = self._opts
         return self._runner.traits if opts is None else opts.traits
 

@@ -144,6 +144,7 @@ class WorkerPoolRunner(TaskRunner):
                         budget -= 1
                         if not budget:
                             budget = BATCH
+                            self._housekeeping()
                             await trio.lowlevel.checkpoint()
                 # The scope was cancelled to stop a task: what that task's end
                 # left for BLOCK subscribers is delivered before the next one.

@@ -113,11 +113,11 @@ class ProcessTaskRunner(WorkerPoolRunner):
                 await self._workers_done.wait()
                 # Shutting the processes down takes real time: hold a virtual
                 # clock still meanwhile, as for any thread or process call.
-                scheduler.thread_call_started()
+                scheduler._thread_call_started()
                 holding_clock = True
         finally:
             if holding_clock:
-                scheduler.thread_call_ended()
+                scheduler._thread_call_ended()
             self._context = None
             self._machinery_done.set()
 
@@ -131,13 +131,13 @@ class ProcessTaskRunner(WorkerPoolRunner):
         if context is None:  # pragma: no cover - the host ends after the workers
             raise trio.ClosedResourceError("the runner's worker processes are gone")
         scheduler = self._scheduler
-        scheduler.thread_call_started()
+        scheduler._thread_call_started()
         try:
             return await context.run_sync(
                 handle._fn, *handle._args, kill_on_cancel=True, limiter=self._processes
             )
         finally:
-            scheduler.thread_call_ended()
+            scheduler._thread_call_ended()
 
     def _cancel_running(self, handle: TaskHandle[object]) -> bool:
         # Unlike a thread, a worker process can be stopped: it is killed.

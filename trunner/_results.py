@@ -35,7 +35,7 @@ class TaskResult:
     queued_at: float
     started_at: float | None
     finished_at: float
-    #: Attempts started: 0 for a task that never started, > 1 after retries.
+    #: Attempts started (0 for a task that never started, > 1 after retries).
     attempts: int
 
 

@@ -141,7 +141,7 @@ class Scheduler:
         """Return the worker slots' counts, or None when there is no cap."""
         return None if self._limiter is None else self._limiter.statistics()
 
-    def thread_call_started(self) -> None:
+    def _thread_call_started(self) -> None:
         """Count a call handed to a thread (for `trunner.testing.run_until_idle`)."""
         self._thread_calls += 1
         if not self._holding_clock and _autojumps(trio.lowlevel.current_clock()):
@@ -160,14 +160,14 @@ class Scheduler:
         finally:
             self._holding_clock = False
 
-    def thread_call_ended(self) -> None:
+    def _thread_call_ended(self) -> None:
         """Count a thread call that has ended."""
         self._thread_calls -= 1
         if not self._thread_calls and self._threads_idle is not None:
             self._threads_idle.set()
             self._threads_idle = None
 
-    async def wait_threads_idle(self) -> None:
+    async def _wait_threads_idle(self) -> None:
         """Wait until no call of the scheduler runs in a thread."""
         while self._thread_calls:
             if self._threads_idle is None:

@@ -49,9 +49,10 @@ class SingleThreadTaskRunner(ChannelRunner):
     when the runner opens and is joined when it closes. Delays and timeouts
     follow the trio clock.
 
-    A running function cannot be interrupted: `shutdown` and cancellation let
-    it run to its end. With ``timeout=``, its handle fails at the deadline, the
-    function still runs to its end, and the next task starts only after that.
+    A running function cannot be interrupted: `~TaskRunner.shutdown` and
+    cancellation let it run to its end. With ``timeout=``, its handle fails at
+    the deadline, the function still runs to its end, and the next task starts
+    only after that.
     Tasks on the thread may post to any runner (posting is thread-safe) and
     `current_runner` there returns this runner. Made by
     `Scheduler.open_thread_runner` and friends; the constructor is internal.
@@ -113,7 +114,7 @@ class SingleThreadTaskRunner(ChannelRunner):
                 return
 
     def _deliver(self, call: _ThreadCall, result: outcome.Outcome[object]) -> None:
-        self._scheduler.thread_call_ended()
+        self._scheduler._thread_call_ended()
         if call.abandoned:
             call.finished.set()
         else:
@@ -135,7 +136,7 @@ class SingleThreadTaskRunner(ChannelRunner):
                 return _Abort.SUCCEEDED
             return _Abort.FAILED
 
-        self._scheduler.thread_call_started()
+        self._scheduler._thread_call_started()
         self._inbox.put((fn, handle._args, call))
         # The thread's outcome is unwrapped by trio: its value, or its error raised.
         return await trio.lowlevel.wait_task_rescheduled(abort)
@@ -145,9 +146,9 @@ class SingleThreadTaskRunner(ChannelRunner):
 
     async def _stop_machinery(self) -> None:
         self._inbox.put(None)
-        self._scheduler.thread_call_started()  # joining takes real time too
+        self._scheduler._thread_call_started()  # joining takes real time too
         try:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._thread.join)
         finally:
-            self._scheduler.thread_call_ended()
+            self._scheduler._thread_call_ended()

@@ -56,7 +56,7 @@ class TaskState(enum.Enum):
     FAILED = "failed"
     #: Cancelled while running, or by `TaskHandle.cancel` / `TaskRunner.cancel`.
     CANCELLED = "cancelled"
-    #: Never started: dropped by a close or by `TaskRunner.shutdown`.
+    #: Never started (dropped by a close or by `TaskRunner.shutdown`).
     SKIPPED = "skipped"
 
 
@@ -84,7 +84,7 @@ class MissedTicks(enum.Enum):
     SKIP = "skip"
     #: Run once at once for all the missed ticks, then resume on the schedule.
     COALESCE = "coalesce"
-    #: Catch up: run once for every missed tick, back to back.
+    #: Catch up, running once for every missed tick, back to back.
     BURST = "burst"
 
 

@@ -43,4 +43,4 @@ async def run_until_idle(*runners: TaskRunner) -> None:
         if not busy:
             return
         for scheduler in busy:
-            await scheduler.wait_threads_idle()
+            await scheduler._wait_threads_idle()
