@@ -1,0 +1,220 @@
+"""What a job is: its state, its public snapshot, and its stored record."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import TYPE_CHECKING, Final, final
+
+import attrs
+
+from .._traits import Priority
+from .._util import check_duration, check_optional_count
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from .._retry import RetryPolicy
+
+
+@final
+class JobState(enum.Enum):
+    """Where a durable job is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATES: Final = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+)
+
+#: A JSON value: what args and results are stored as.
+JSON = object
+
+
+@final
+@attrs.frozen(kw_only=True)
+class JobInfo:
+    """A snapshot of a durable job, as `JobManager` methods return it.
+
+    Times are timezone-aware UTC datetimes, or None. ``args`` and ``result``
+    are the parsed JSON values that were stored. ``error`` is the text of the
+    last failure, with its traceback. ``worker`` names the worker that holds
+    (or last held) the job.
+    """
+
+    id: str
+    handler: str
+    args: object
+    state: JobState
+    priority: Priority
+    attempts: int
+    max_attempts: int
+    created_at: dt.datetime
+    run_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    result: object
+    error: str | None
+    worker: str | None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RetrySpec:
+    """A `RetryPolicy` in a storable form: exception classes by qualified name."""
+
+    max_attempts: int
+    initial_delay: float
+    multiplier: float
+    max_delay: float
+    jitter: float
+    retry_on: tuple[str, ...]
+
+    @classmethod
+    def from_policy(cls, policy: RetryPolicy) -> RetrySpec:
+        """Describe ``policy``; its exception classes must be importable by name."""
+        return cls(
+            max_attempts=policy.max_attempts,
+            initial_delay=policy.initial_delay,
+            multiplier=policy.multiplier,
+            max_delay=policy.max_delay,
+            jitter=policy.jitter,
+            retry_on=tuple(f"{c.__module__}.{c.__qualname__}" for c in policy.retry_on),
+        )
+
+    def to_json(self) -> str:
+        """Return the spec as JSON text."""
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RetrySpec:
+        """Parse what `to_json` wrote."""
+        data = json.loads(text)
+        data["retry_on"] = tuple(data["retry_on"])
+        return cls(**data)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """A job as a `JobStore` keeps it: what `JobInfo` shows, and the bookkeeping.
+
+    Stores treat ``args``, ``result`` and ``retry`` as opaque text; they order
+    due jobs by ``priority`` (higher first), then ``run_at``, then ``seq``.
+    """
+
+    id: str
+    handler: str
+    #: The arguments as JSON text.
+    args: str
+    state: JobState
+    #: A `Priority` value: higher runs first.
+    priority: int
+    #: Attempts started so far (a claim counts one).
+    attempts: int
+    max_attempts: int
+    created_at: dt.datetime
+    #: When the job is due.
+    run_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    #: The result as JSON text, once SUCCEEDED.
+    result: str | None = None
+    error: str | None = None
+    worker: str | None = None
+    #: When the running attempt's lease ends.
+    lease_until: dt.datetime | None = None
+    cancel_requested: bool = False
+    #: Seconds each attempt may take, or None.
+    timeout: float | None = None
+    #: The job's own retry policy as `RetrySpec` JSON, or None for the manager's.
+    retry: str | None = None
+    #: Submission order, assigned by the store on insert (0 before).
+    seq: int = 0
+
+    def info(self) -> JobInfo:
+        """Return the public snapshot, with the JSON payloads parsed.
+
+        A payload that is not valid JSON (a corrupted row) is shown as its raw
+        text, so that the job can still be inspected, retried or purged.
+        """
+        args = _parse(self.args)
+        result = None if self.result is None else _parse(self.result)
+        return JobInfo(
+            id=self.id,
+            handler=self.handler,
+            args=args,
+            state=self.state,
+            priority=Priority(self.priority),
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            created_at=self.created_at,
+            run_at=self.run_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            result=result,
+            error=self.error,
+            worker=self.worker,
+        )
+
+
+def _parse(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ScheduleRecord:
+    """A recurring job as a store keeps it: one run per tick, across workers."""
+
+    name: str
+    handler: str
+    args: str
+    #: A 5-field cron expression, or None when ``every`` is set.
+    cron: str | None
+    #: Seconds between runs, or None when ``cron`` is set.
+    every: float | None
+    #: When the next run is due.
+    next_run_at: dt.datetime
+    priority: int
+    timeout: float | None = None
+    retry: str | None = None
+    created_at: dt.datetime
+
+
+def _check_ttl(
+    instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    del instance
+    if value is not None:
+        check_duration(attribute.name, value, allow_zero=False)
+
+
+def _check_entries(
+    instance: object, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    del instance, attribute
+    check_optional_count("max_entries", value)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Retention:
+    """How long finished jobs are kept; pending and running ones never go.
+
+    Args:
+        ttl: seconds after a job finished before it is deleted (None: forever).
+        max_entries: how many finished jobs to keep at most, the most recent
+            (None: no limit).
+    """
+
+    ttl: float | None = attrs.field(default=None, validator=_check_ttl)
+    max_entries: int | None = attrs.field(default=None, validator=_check_entries)

@@ -1,0 +1,969 @@
+"""JobManager: durable jobs on three runners and a JobStore.
+
+Architecture (DESIGN.md section 9):
+
+* a control sequence (a `SequencedTaskRunner`) owns the state machine of every
+  job this worker runs: claims, lease renewals, cancel requests, completions,
+  schedules and retention all run there, one at a time, with no lock;
+* the store owns its I/O (a SQLite store on its own thread runner);
+* a `ParallelTaskRunner` executes handlers, ``concurrency`` at a time, with
+  per-attempt timeouts and cancellation; sync handlers run on threads.
+
+Retries are durable: a failed attempt is put back in the store, due after its
+backoff, so attempts and backoff survive a crash and any worker may take the
+next attempt. Submits go through a group commit: concurrent submits share one
+store transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import socket
+import traceback
+import uuid
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final, Literal, final
+
+import attrs
+import trio
+
+from .._retry import RetryPolicy
+from .._scheduler import open_scheduler
+from .._traits import Priority, TaskState, TaskTraits
+from .._util import check_duration, check_optional_count
+from ._cron import CronExpression
+from ._errors import (
+    JobExistsError,
+    JobNotFoundError,
+    JobStateError,
+    Retry,
+    SerializationError,
+    StoreError,
+)
+from ._job import (
+    FINISHED_STATES,
+    JobInfo,
+    JobRecord,
+    JobState,
+    Retention,
+    RetrySpec,
+    ScheduleRecord,
+)
+from ._registry import Registry
+from ._serialize import JsonSerializer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable
+
+    from .._handle import TaskHandle
+    from .._parallel import ParallelTaskRunner
+    from .._scheduler import Scheduler
+    from .._sequenced import SequencedTaskRunner
+    from .._util import AnyCallable
+    from ._registry import HandlerSpec
+    from ._store import JobStore
+
+logger: Final = logging.getLogger("trunner.jobs")
+
+#: Seconds between looks at the store for due jobs when nothing is known to be due.
+DEFAULT_POLL_INTERVAL: Final = 1.0
+#: Seconds between looks at the schedules.
+SCHEDULE_INTERVAL: Final = 1.0
+_BLOCKING: Final = TaskTraits(may_block=True)
+_IfExists = Literal["error", "ignore"]
+
+
+def utc_now() -> dt.datetime:
+    """Return the wall-clock time as a timezone-aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _error_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error)).rstrip()
+
+
+@attrs.define(eq=False)
+class _Running:
+    """A job this worker runs: its record and the task that runs it."""
+
+    record: JobRecord
+    handle: TaskHandle[object] | None = None
+    lease_until: dt.datetime | None = None
+    #: Why the handler was cancelled, if it was: "cancel" (a request),
+    #: "lease" (the lease was lost or about to expire), "stop" (shutdown).
+    stop_reason: str | None = None
+
+
+@attrs.define(eq=False)
+class _Submit:
+    record: JobRecord
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: tuple[JobRecord, bool] | None = None
+    error: BaseException | None = None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ManagerConfig:
+    """The options of `open_job_manager`, checked (internal)."""
+
+    #: Whether the manager was given a registry (submits are then checked).
+    strict: bool
+    worker: bool
+    concurrency: int
+    lease: float
+    grace_period: float
+    retry: RetryPolicy
+    timeout: float | None
+    retention: Retention | None
+    poll_interval: float
+    wall_clock: Callable[[], dt.datetime]
+    name: str
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class JobManager:
+    """Durable jobs: stored before they run, run at least once, survive crashes.
+
+    Made by `open_job_manager`; the constructor is internal. Its methods are for
+    the Trio thread; each is a checkpoint.
+    """
+
+    _store: JobStore
+    _registry: Registry
+    _scheduler: Scheduler
+    _config: ManagerConfig
+    _serializer: JsonSerializer = attrs.field(init=False, factory=JsonSerializer)
+    _control: SequencedTaskRunner = attrs.field(init=False)
+    _executor: ParallelTaskRunner | None = attrs.field(init=False, default=None)
+    _wall0: dt.datetime = attrs.field(init=False)
+    _trio0: float = attrs.field(init=False)
+    _running: dict[str, _Running] = attrs.field(init=False, factory=dict[str, _Running])
+    _submits: list[_Submit] = attrs.field(init=False, factory=list[_Submit])
+    _submit_ready: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _pump_queued: bool = attrs.field(init=False, default=False)
+    _wake: TaskHandle[object] | None = attrs.field(init=False, default=None)
+    _wake_at: float = attrs.field(init=False, default=math.inf)
+    _stopping: bool = attrs.field(init=False, default=False)
+    _idle: trio.Event | None = attrs.field(init=False, default=None)
+    _commit_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
+
+    def __repr__(self) -> str:
+        return f"<JobManager {self._config.name!r} running={len(self._running)}>"
+
+    @property
+    def name(self) -> str:
+        """This worker's name, stored in the ``worker`` field of its jobs."""
+        return self._config.name
+
+    @property
+    def registry(self) -> Registry:
+        """The registry of handlers this manager runs and checks submits against."""
+        return self._registry
+
+    @property
+    def store(self) -> JobStore:
+        """The store the manager uses."""
+        return self._store
+
+    # ------------------------------------------------------------ time
+
+    def now(self) -> dt.datetime:
+        """Return the manager's time: the wall clock at opening plus trio time since.
+
+        So delays, ``run_at``, backoff, leases and schedules follow the trio
+        clock (virtual time in tests), while several processes share one
+        timeline at the store.
+        """
+        return self._wall0 + dt.timedelta(seconds=trio.current_time() - self._trio0)
+
+    def _seconds_until(self, when: dt.datetime) -> float:
+        return (when - self.now()).total_seconds()
+
+    # ------------------------------------------------------------ registry
+
+    def handler(self, name: str) -> Callable[[AnyCallable], AnyCallable]:
+        """Register a handler on the manager's registry (also while it runs).
+
+        Same as ``manager.registry.handler(name)``.
+        """
+        return self._registry.handler(name)
+
+    def _spec(self, handler: str) -> HandlerSpec | None:
+        _check_name("handler", handler)
+        if self._config.strict or handler in self._registry:
+            return self._registry.get(handler)
+        return None
+
+    # ------------------------------------------------------------ submitting
+
+    async def submit_job(
+        self,
+        job_id: str,
+        handler: str,
+        args: object = None,
+        *,
+        priority: Priority = Priority.USER_VISIBLE,
+        run_at: dt.datetime | None = None,
+        delay: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the job's timeout
+        if_exists: _IfExists = "error",
+    ) -> JobInfo:
+        """Store a job durably, and return it once the store has made it durable.
+
+        Concurrent submits share one store transaction (group commit). The
+        arguments are serialised now, so bad input fails here and nothing is
+        stored. Cancelling the call once the job is handed to the store may
+        still leave it stored.
+
+        Args:
+            job_id: the job's id (unique in the store).
+            handler: the registered handler's name.
+            args: the handler's argument: an instance of its annotated type (an
+                attrs class or a JSON-native value).
+            priority: among due jobs, higher runs first.
+            run_at: when the job is due (a timezone-aware datetime).
+            delay: seconds from now until it is due (instead of ``run_at``).
+            retry: the job's retry policy (default: the manager's).
+            timeout: seconds each attempt may take (default: the manager's).
+            if_exists: ``"error"`` raises `JobExistsError` for a duplicate id;
+                ``"ignore"`` returns the existing job.
+
+        Returns:
+            The stored job.
+
+        Raises:
+            UnknownHandlerError: no such handler (when the manager has a registry).
+            SerializationError: ``args`` do not serialise or do not match the
+                handler's annotation.
+            JobExistsError: the id exists and ``if_exists="error"``.
+            StoreError: the store failed.
+            TypeError, ValueError: other bad arguments.
+        """
+        record = self._new_record(
+            job_id, handler, args, priority, run_at, delay, retry, timeout, self.now()
+        )
+        if if_exists not in ("error", "ignore"):
+            raise ValueError(
+                f"if_exists must be 'error' or 'ignore', not {if_exists!r}"
+            )
+        stored, inserted = await self._commit(record)
+        if not inserted and if_exists == "error":
+            raise JobExistsError(
+                f"a job with id {job_id!r} exists already; pick another id, or pass "
+                "if_exists='ignore' to get the existing job"
+            )
+        if inserted:
+            self._want_pump()
+        return stored.info()
+
+    def _new_record(
+        self,
+        job_id: str,
+        handler: str,
+        args: object,
+        priority: Priority,
+        run_at: dt.datetime | None,
+        delay: float | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        now: dt.datetime,
+    ) -> JobRecord:
+        _check_name("job_id", job_id)
+        spec = self._spec(handler)
+        payload = self._serializer.dump_args(spec, args)
+        if not isinstance(priority, Priority):
+            raise TypeError(f"priority must be a Priority, not {priority!r}")
+        due = self._due(run_at, delay, now)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
+        if timeout is not None:
+            timeout = check_duration("timeout", timeout, allow_zero=False)
+        policy = self._config.retry if retry is None else retry
+        return JobRecord(
+            id=job_id,
+            handler=handler,
+            args=payload,
+            state=JobState.PENDING,
+            priority=int(priority),
+            attempts=0,
+            max_attempts=policy.max_attempts,
+            created_at=now,
+            run_at=due,
+            timeout=timeout,
+            retry=None if retry is None else RetrySpec.from_policy(retry).to_json(),
+        )
+
+    @staticmethod
+    def _due(
+        run_at: dt.datetime | None, delay: float | None, now: dt.datetime
+    ) -> dt.datetime:
+        if run_at is not None and delay is not None:
+            raise ValueError("give run_at or delay, not both")
+        if run_at is not None:
+            if not isinstance(run_at, dt.datetime):
+                raise TypeError(f"run_at must be a datetime, not {run_at!r}")
+            if run_at.tzinfo is None:
+                raise ValueError("run_at must be timezone-aware (e.g. datetime.UTC)")
+            return run_at.astimezone(dt.UTC)
+        if delay is not None:
+            return now + dt.timedelta(seconds=check_duration("delay", delay))
+        return now
+
+    async def _commit(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        submit = _Submit(record)
+        self._submits.append(submit)
+        self._submit_ready.set()
+        await submit.done.wait()
+        if submit.error is not None:
+            raise submit.error
+        assert submit.result is not None
+        return submit.result
+
+    async def _group_commit(self) -> None:
+        with self._commit_scope:
+            await self._group_commit_loop()
+
+    async def _group_commit_loop(self) -> None:
+        # One store transaction per batch: the submits that came while the
+        # previous batch was being written share the next commit.
+        while True:
+            await self._submit_ready.wait()
+            self._submit_ready = trio.Event()
+            batch, self._submits = self._submits, []
+            try:
+                results = await self._store.insert([s.record for s in batch])
+            except Exception as error:  # every submitter gets the store's error
+                failure = (
+                    error if isinstance(error, StoreError) else StoreError(str(error))
+                )
+                if failure is not error:
+                    failure.__cause__ = error
+                for submit in batch:
+                    submit.error = failure
+                    submit.done.set()
+                continue
+            for submit, result in zip(batch, results, strict=True):
+                submit.result = result
+                submit.done.set()
+
+    # ------------------------------------------------------------ inspecting
+
+    async def get_job(self, job_id: str) -> JobInfo:
+        """Return the job with that id.
+
+        Raises:
+            JobNotFoundError: if there is none.
+        """
+        record = await self._store.get(job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        return record.info()
+
+    async def list_jobs(
+        self,
+        state: JobState | None = None,
+        handler: str | None = None,
+        limit: int = 100,
+        *,
+        offset: int = 0,
+    ) -> list[JobInfo]:
+        """Return jobs, newest first, optionally of one state or handler."""
+        if state is not None and not isinstance(state, JobState):
+            raise TypeError(f"state must be a JobState, not {state!r}")
+        count = check_optional_count("limit", limit)
+        assert count is not None
+        records = await self._store.list(
+            state=state, handler=handler, limit=count, offset=offset
+        )
+        return [record.info() for record in records]
+
+    async def counts(self) -> dict[JobState, int]:
+        """Return how many jobs the store holds in each state."""
+        return await self._store.counts()
+
+    # ------------------------------------------------------------ cancel, retry, purge
+
+    async def cancel_job(self, job_id: str) -> JobInfo:
+        """Cancel a job; return once the request is stored.
+
+        A pending job never starts; a running one is cancelled by whichever
+        worker holds it (at its next lease renewal at the latest) and ends
+        CANCELLED; a finished job is left as it is.
+
+        Raises:
+            JobNotFoundError: if there is no such job.
+        """
+        record = await self._store.request_cancel(job_id, now=self.now())
+        if record is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        running = self._running.get(job_id)
+        if running is not None and record.state is JobState.RUNNING:
+            self._stop(running, "cancel")
+        return record.info()
+
+    async def retry_job(self, job_id: str) -> JobInfo:
+        """Put a FAILED or CANCELLED job back to PENDING, with fresh attempts.
+
+        Raises:
+            JobNotFoundError: if there is no such job.
+            JobStateError: if the job is in another state.
+        """
+        current = await self._store.get(job_id)
+        if current is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        if current.state not in (JobState.FAILED, JobState.CANCELLED):
+            raise JobStateError(
+                f"job {job_id!r} is {current.state.value}; only failed or cancelled "
+                "jobs can be retried"
+            )
+        record = await self._store.reset(job_id, now=self.now())
+        if record is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        if record.state is not JobState.PENDING:
+            raise JobStateError(
+                f"job {job_id!r} changed state meanwhile; it is {record.state.value}"
+            )
+        self._want_pump()
+        return record.info()
+
+    async def purge(
+        self,
+        *,
+        older_than: float | None = None,
+        states: frozenset[JobState] | None = None,
+    ) -> int:
+        """Delete finished jobs (of ``states``), finished ``older_than`` seconds ago.
+
+        Returns:
+            How many were deleted.
+        """
+        before = None
+        if older_than is not None:
+            before = self.now() - dt.timedelta(
+                seconds=check_duration("older_than", older_than)
+            )
+        if states is not None and not states <= FINISHED_STATES:
+            raise ValueError(
+                "only finished jobs (succeeded, failed, cancelled) can be purged"
+            )
+        return await self._store.purge(finished_before=before, states=states)
+
+    # ------------------------------------------------------------ schedules
+
+    async def schedule(
+        self,
+        name: str,
+        handler: str,
+        args: object = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        priority: Priority = Priority.USER_VISIBLE,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the job's timeout
+    ) -> None:
+        """Store a recurring job; durable when it returns. The same name replaces it.
+
+        The first run is one interval (or the next cron tick, in UTC) away.
+        Across all workers there is one run per tick; after downtime, one run
+        for all the missed ticks. Each run is a job with id ``"<name>@<tick>"``.
+
+        Args:
+            name: the schedule's name.
+            handler: the handler's name.
+            args: its argument, as for `submit_job`.
+            cron: a 5-field cron expression (UTC), or
+            every: seconds between runs.
+            priority: as for `submit_job`.
+            retry: as for `submit_job`.
+            timeout: as for `submit_job`.
+        """
+        _check_name("name", name)
+        if "@" in name:
+            raise ValueError(f"a schedule's name cannot contain '@': {name!r}")
+        if (cron is None) == (every is None):
+            raise ValueError("give exactly one of cron= and every=")
+        now = self.now()
+        if cron is not None:
+            first = CronExpression.parse(cron).next_after(now)
+            period = None
+        else:
+            period = check_duration("every", every, allow_zero=False)
+            first = now + dt.timedelta(seconds=period)
+        template = self._new_record(
+            f"{name}@", handler, args, priority, None, None, retry, timeout, now
+        )
+        await self._store.put_schedule(
+            ScheduleRecord(
+                name=name,
+                handler=handler,
+                args=template.args,
+                cron=cron,
+                every=period,
+                next_run_at=first,
+                priority=template.priority,
+                timeout=template.timeout,
+                retry=template.retry,
+                created_at=now,
+            )
+        )
+
+    async def unschedule(self, name: str) -> bool:
+        """Remove the schedule ``name``; return whether it existed."""
+        return await self._store.delete_schedule(name)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Return every stored schedule."""
+        return await self._store.list_schedules()
+
+    async def _fire_schedules(self) -> None:
+        now = self.now()
+        for schedule in await self._store.list_schedules():
+            if schedule.next_run_at > now:
+                continue
+            if self._config.strict and schedule.handler not in self._registry:
+                continue  # a worker that knows the handler will run it
+            tick = schedule.next_run_at
+            policy = (
+                self._config.retry
+                if schedule.retry is None
+                else _policy_from_spec(RetrySpec.from_json(schedule.retry))
+            )
+            job = JobRecord(
+                id=f"{schedule.name}@{tick.isoformat()}",
+                handler=schedule.handler,
+                args=schedule.args,
+                state=JobState.PENDING,
+                priority=schedule.priority,
+                attempts=0,
+                max_attempts=policy.max_attempts,
+                created_at=now,
+                run_at=now,
+                timeout=schedule.timeout,
+                retry=schedule.retry,
+            )
+            # Insert first, then advance: the id is the tick's, so a worker
+            # racing us (or retrying after a crash in between) inserts nothing
+            # new, and only one advance of the tick succeeds.
+            await self._store.insert([job])
+            await self._store.advance_schedule(
+                schedule.name, expected=tick, next_run_at=_next_tick(schedule, now)
+            )
+        self._want_pump()
+
+    # ------------------------------------------------------------ running jobs
+
+    def _want_pump(self) -> None:
+        """Ask the control sequence to claim jobs (coalesced: one pending pump)."""
+        if self._executor is None or self._pump_queued or self._stopping:
+            return
+        self._pump_queued = True
+        self._control.post_task(self._pump)
+
+    async def _pump(self) -> None:
+        self._pump_queued = False
+        free = self._config.concurrency - len(self._running)
+        if free <= 0 or self._stopping:
+            return
+        handlers = self._handler_names()
+        if not handlers:
+            self._arm_wake(self._config.poll_interval)
+            return
+        now = self.now()
+        lease_until = now + dt.timedelta(seconds=self._config.lease)
+        claimed = await self._store.claim(
+            worker=self._config.name,
+            handlers=handlers,
+            now=now,
+            lease_until=lease_until,
+            limit=free,
+        )
+        for record in claimed:
+            self._start(record, lease_until)
+        if len(claimed) == free:
+            return  # full: the next pump comes when a job ends
+        due = await self._store.next_due(handlers=handlers)
+        wait = self._config.poll_interval
+        if due is not None:
+            wait = min(wait, max(0.0, self._seconds_until(due)))
+        self._arm_wake(wait)
+
+    def _handler_names(self) -> frozenset[str]:
+        return frozenset(self._registry.names())
+
+    def _arm_wake(self, delay: float) -> None:
+        # One delayed pump at a time: keep the earlier of the old and new ones.
+        due = trio.current_time() + delay
+        if self._wake is not None and not self._wake.done and self._wake_at <= due:
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = due
+        self._wake = self._control.post_delayed_task(self._want_pump, delay=delay)
+
+    def _start(self, record: JobRecord, lease_until: dt.datetime) -> None:
+        running = _Running(record, lease_until=lease_until)
+        self._running[record.id] = running
+        executor = self._executor
+        assert executor is not None
+        try:
+            spec = self._registry.get(record.handler)
+            call, args = self._serializer.prepare_call(spec, record)
+        except Exception as error:
+            # An undecodable payload fails its own job, never the others.
+            self._control.post_task(self._failed_to_start, running, error)
+            return
+        timeout = self._config.timeout if record.timeout is None else record.timeout
+        traits = None if spec.is_async else _BLOCKING
+        running.handle = executor.post_task(
+            call, *args, name=record.id, timeout=timeout, traits=traits
+        )
+        running.handle.add_done_callback(
+            lambda handle: self._control.post_task(self._ended, running)
+        )
+
+    async def _failed_to_start(self, running: _Running, error: Exception) -> None:
+        del self._running[running.record.id]
+        await self._store.complete(
+            running.record.id,
+            worker=self._config.name,
+            state=JobState.FAILED,
+            finished_at=self.now(),
+            error=_error_text(error),
+        )
+        self._job_left()
+
+    async def _ended(self, running: _Running) -> None:
+        record = running.record
+        handle = running.handle
+        assert handle is not None
+        now = self.now()
+        try:
+            state = handle.state
+            if state is TaskState.SUCCEEDED:
+                # Recorded even if a stop came too late to cancel it; a lost
+                # lease makes the store refuse it, as it should.
+                await self._succeeded(record, handle, now)
+            elif state is not TaskState.CANCELLED:
+                await self._failed(record, handle._exception(), now)
+            elif running.stop_reason == "stop":
+                await self._store.release(record.id, worker=self._config.name, now=now)
+            elif running.stop_reason != "lease":  # a lost lease: another may hold it
+                await self._store.complete(
+                    record.id,
+                    worker=self._config.name,
+                    state=JobState.CANCELLED,
+                    finished_at=now,
+                )
+        except StoreError:
+            logger.exception("job %r ended, but its end could not be stored", record.id)
+        finally:
+            self._running.pop(record.id, None)
+            self._job_left()
+
+    async def _succeeded(
+        self, record: JobRecord, handle: TaskHandle[object], now: dt.datetime
+    ) -> None:
+        outcome = handle.outcome
+        assert outcome is not None
+        try:
+            result = self._serializer.dump_result(outcome.unwrap())
+        except SerializationError as error:
+            await self._store.complete(
+                record.id,
+                worker=self._config.name,
+                state=JobState.FAILED,
+                finished_at=now,
+                error=_error_text(error),
+            )
+            return
+        await self._store.complete(
+            record.id,
+            worker=self._config.name,
+            state=JobState.SUCCEEDED,
+            finished_at=now,
+            result=result,
+        )
+
+    async def _failed(
+        self, record: JobRecord, error: BaseException, now: dt.datetime
+    ) -> None:
+        policy = (
+            self._config.retry
+            if record.retry is None
+            else _policy_from_spec(RetrySpec.from_json(record.retry))
+        )
+        retried = isinstance(error, (Retry, *policy.retry_on))
+        if retried and record.attempts < record.max_attempts:
+            delay = (
+                error.delay
+                if isinstance(error, Retry) and error.delay is not None
+                else None
+            )
+            wait = policy.backoff(record.attempts) if delay is None else delay
+            await self._store.requeue(
+                record.id,
+                worker=self._config.name,
+                run_at=now + dt.timedelta(seconds=wait),
+                error=_error_text(error),
+                now=now,
+            )
+            self._arm_wake(wait)
+            return
+        await self._store.complete(
+            record.id,
+            worker=self._config.name,
+            state=JobState.FAILED,
+            finished_at=now,
+            error=_error_text(error),
+        )
+
+    def _job_left(self) -> None:
+        if self._idle is not None and not self._running:
+            self._idle.set()
+        self._want_pump()
+
+    def _stop(self, running: _Running, reason: str) -> None:
+        if running.stop_reason is None:
+            running.stop_reason = reason
+        if running.handle is not None:
+            running.handle.cancel()
+
+    async def _renew(self) -> None:
+        if not self._running:
+            return
+        now = self.now()
+        lease_until = now + dt.timedelta(seconds=self._config.lease)
+        try:
+            result = await self._store.renew(
+                worker=self._config.name,
+                job_ids=list(self._running),
+                lease_until=lease_until,
+            )
+        except StoreError:
+            logger.exception(
+                "could not renew the leases of %d jobs", len(self._running)
+            )
+            # A handler must not outlive its lease: stop those that would.
+            margin = dt.timedelta(seconds=self._config.lease / 3)
+            for running in list(self._running.values()):
+                if running.lease_until is None or running.lease_until - margin <= now:
+                    self._stop(running, "lease")
+            return
+        for job_id, running in list(self._running.items()):
+            if job_id not in result.held:
+                self._stop(running, "lease")
+            elif job_id in result.cancel_requested:
+                self._stop(running, "cancel")
+            else:
+                running.lease_until = lease_until
+
+    async def _expire(self) -> None:
+        try:
+            expired = await self._store.expire_leases(now=self.now())
+        except StoreError:
+            logger.exception("could not take back expired leases")
+            return
+        if expired:
+            logger.info("took back %d jobs whose lease expired", len(expired))
+            self._want_pump()
+
+    async def _retain(self) -> None:
+        retention = self._config.retention
+        assert retention is not None
+        before = None
+        if retention.ttl is not None:
+            before = self.now() - dt.timedelta(seconds=retention.ttl)
+        try:
+            await self._store.purge(
+                finished_before=before, keep_latest=retention.max_entries
+            )
+        except StoreError:
+            logger.exception("retention could not delete finished jobs")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def _start_worker(self) -> None:
+        control = self._control
+        period = self._config.lease / 3
+        control.post_repeating_task(self._renew, interval=period, initial_delay=period)
+        control.post_repeating_task(self._expire, interval=period)
+        control.post_repeating_task(self._fire_schedules, interval=SCHEDULE_INTERVAL)
+        if self._config.retention is not None:
+            ttl = self._config.retention.ttl
+            every = min(60.0, ttl / 4) if ttl is not None else 10.0
+            control.post_repeating_task(self._retain, interval=max(every, 0.1))
+        self._want_pump()
+        await trio.lowlevel.checkpoint()
+
+    async def _drain(self) -> None:
+        """Stop claiming; give running jobs the grace period; hand back the rest."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.cancel()
+        if not self._running:
+            return
+        self._idle = trio.Event()
+        with trio.move_on_after(self._config.grace_period):
+            await self._idle.wait()
+        for running in list(self._running.values()):
+            self._stop(running, "stop")
+        with trio.move_on_after(self._config.grace_period + 5):
+            await self._idle.wait()
+
+
+def _check_name(what: str, value: object) -> None:
+    # Names come from users (and CLIs): check them whatever the annotations say.
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a non-empty str, not {value!r}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+
+
+def _policy_from_spec(spec: RetrySpec) -> RetryPolicy:
+    retry_on: list[type[BaseException]] = []
+    for name in spec.retry_on:
+        module, _, qualname = name.rpartition(".")
+        try:
+            obj: object = __import__(module, fromlist=[qualname])
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            logger.warning(
+                "retry_on class %r cannot be imported; using Exception", name
+            )
+            obj = Exception
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            retry_on.append(obj)
+    return RetryPolicy(
+        max_attempts=spec.max_attempts,
+        initial_delay=spec.initial_delay,
+        multiplier=spec.multiplier,
+        max_delay=spec.max_delay,
+        jitter=spec.jitter,
+        retry_on=tuple(retry_on) or (Exception,),
+    )
+
+
+def _next_tick(schedule: ScheduleRecord, now: dt.datetime) -> dt.datetime:
+    """The schedule's first tick after ``now``: missed ticks collapse into one run."""
+    if schedule.cron is not None:
+        return CronExpression.parse(schedule.cron).next_after(now)
+    assert schedule.every is not None
+    period = dt.timedelta(seconds=schedule.every)
+    missed = math.floor((now - schedule.next_run_at) / period) + 1
+    return schedule.next_run_at + missed * period
+
+
+@asynccontextmanager
+async def open_job_manager(
+    store: JobStore,
+    registry: Registry | None = None,
+    *,
+    concurrency: int = 4,
+    worker: bool = True,
+    lease: float = 30.0,
+    grace_period: float = 10.0,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109  # the jobs' default timeout
+    retention: Retention | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    wall_clock: Callable[[], dt.datetime] = utc_now,
+    name: str | None = None,
+) -> AsyncGenerator[JobManager, None]:
+    """Open a `JobManager` on ``store`` for the ``async with`` block.
+
+    The store is connected on entry and disconnected on exit. With
+    ``worker=True`` the manager claims and runs jobs whose handler its registry
+    knows; ``worker=False`` only submits and inspects (a web front end, a CLI).
+    Leaving the block stops claiming; running jobs get ``grace_period`` seconds,
+    then are cancelled and handed back (PENDING, lease cleared, the attempt not
+    counted).
+
+    Args:
+        store: the `JobStore` (see `open_store`).
+        registry: the handlers; without one, submit cannot check handler names
+            or argument types (args need only be JSON-serialisable).
+        concurrency: jobs run at once by this worker.
+        worker: whether to run jobs.
+        lease: seconds a running job's lease lasts; renewed every ``lease / 3``.
+        grace_period: seconds running jobs get at exit.
+        retry: the default `RetryPolicy` of jobs (default: ``RetryPolicy()``).
+        timeout: default seconds per attempt (None: no limit).
+        retention: deletes finished jobs (see `Retention`).
+        poll_interval: seconds between looks at the store for jobs submitted
+            elsewhere, when none is known to be due.
+        wall_clock: the wall clock read once at opening, mapped to UTC.
+        name: this worker's name (default: host, pid and a random suffix).
+    """
+    if registry is not None and not isinstance(registry, Registry):
+        raise TypeError(f"registry must be a Registry, not {registry!r}")
+    workers = check_optional_count("concurrency", concurrency)
+    assert workers is not None
+    lease_s = check_duration("lease", lease, allow_zero=False)
+    grace = check_duration("grace_period", grace_period)
+    if timeout is not None:
+        timeout = check_duration("timeout", timeout, allow_zero=False)
+    poll = check_duration("poll_interval", poll_interval, allow_zero=False)
+    if retention is not None and not isinstance(retention, Retention):
+        raise TypeError(f"retention must be a Retention, not {retention!r}")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
+    async with open_scheduler() as scheduler:
+        config = ManagerConfig(
+            strict=registry is not None,
+            worker=worker,
+            concurrency=workers,
+            lease=lease_s,
+            grace_period=grace,
+            retry=retry if retry is not None else RetryPolicy(),
+            timeout=timeout,
+            retention=retention,
+            poll_interval=poll,
+            wall_clock=wall_clock,
+            name=name or _default_worker_name(),
+        )
+        manager = JobManager(
+            store, registry if registry is not None else Registry(), scheduler, config
+        )
+        manager._wall0 = wall_clock()
+        manager._trio0 = trio.current_time()
+        await store.connect()
+        try:
+            manager._control = scheduler.create_sequenced_runner(name="jobs-control")
+            scheduler._nursery.start_soon(
+                manager._group_commit, name="jobs-group-commit"
+            )
+            if worker:
+                manager._executor = scheduler.create_parallel_runner(
+                    max_concurrency=workers, name="jobs-executor", on_error=_quiet
+                )
+                await manager._start_worker()
+            try:
+                yield manager
+            finally:
+                with trio.CancelScope(shield=True):
+                    await manager._drain()
+                    manager._control.shutdown()
+                    if manager._executor is not None:
+                        manager._executor.shutdown()
+        finally:
+            manager._commit_scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(30):
+                await store.disconnect()
+
+
+def _quiet(handle: TaskHandle[object], error: BaseException) -> None:
+    # A job's failure is recorded in the store (and retried); log it at debug.
+    del error
+    logger.debug("job %r attempt failed", handle.name, exc_info=True)
