@@ -157,7 +157,9 @@ async def test_metrics_memory_stays_bounded_while_never_idle() -> None:
     async with trunner.open_parallel_runner(max_concurrency=2) as runner:
 
         def record() -> None:
-            held.append(len(runner._wait_times.samples) + len(runner._run_times.samples))
+            held.append(
+                len(runner._wait_times.samples) + len(runner._run_times.samples)
+            )
 
         for i in range(20_000):
             runner.post_task(record if i % 1000 == 999 else int)

@@ -1,0 +1,64 @@
+"""The public surface: documented, reported under public modules, not re-exported."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+
+import pytest
+
+PUBLIC_MODULES = ["trunner", "trunner.jobs", "trunner.testing"]
+
+
+def public_names(module_name: str) -> dict[str, object]:
+    module = importlib.import_module(module_name)
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and name != "annotations"  # from __future__ import annotations
+        and not isinstance(value, types.ModuleType)
+    }
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_every_public_name_has_a_docstring(module_name: str) -> None:
+    missing = [
+        name
+        for name, value in public_names(module_name).items()
+        if not isinstance(value, (str, int, tuple))
+        and not (inspect.getdoc(value) or "").strip()
+    ]
+
+    assert missing == []
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_objects_report_a_public_module(module_name: str) -> None:
+    private = [
+        f"{name} -> {value.__module__}"
+        for name, value in public_names(module_name).items()
+        if getattr(value, "__module__", module_name).split(".")[-1].startswith("_")
+        or "._" in getattr(value, "__module__", "")
+    ]
+
+    assert private == []
+
+
+def test_subpackages_do_not_reexport_each_other() -> None:
+    exported = {module: set(public_names(module)) for module in PUBLIC_MODULES}
+    overlaps = {
+        (a, b): exported[a] & exported[b] - {"__version__"}
+        for a in PUBLIC_MODULES
+        for b in PUBLIC_MODULES
+        if a < b
+    }
+
+    assert all(not names for names in overlaps.values()), overlaps
+
+
+def test_version_is_exported() -> None:
+    import trunner
+
+    assert isinstance(trunner.__version__, str)
