@@ -24,7 +24,7 @@ import trio
 
 from ._context import runner_var
 from ._errors import QueueFullError, RunnerClosedError, TaskCancelledError
-from ._execute import call_function
+from ._execute import offload_call
 from ._handle import (
     CANCEL_REQUESTED,
     WAITS_ADMISSION,
@@ -33,7 +33,7 @@ from ._handle import (
     TaskHandle,
     next_id,
 )
-from ._hooks import call_hook
+from ._hooks import logger as hook_logger
 from ._metrics import DurationRecorder, RateMeter, RunnerMetrics
 from ._options import TaskOptions, check_timeout, is_async_callable, log_task_error
 from ._ratelimit import TokenBucket
@@ -244,8 +244,8 @@ class TaskRunner(abc.ABC):
         """The handles that are RUNNING now."""
 
     async def _call(self, handle: TaskHandle[object]) -> object:
-        """Make one attempt: call the task's function (overridden by thread runners)."""
-        return await call_function(self, handle)
+        """Make one attempt of an offloaded task (overridden by thread runners)."""
+        return await offload_call(self, handle)
 
     def _cancel_running(self, handle: TaskHandle[object]) -> bool:
         """Cancel a RUNNING handle through its cancel scope."""
@@ -530,7 +530,10 @@ class TaskRunner(abc.ABC):
 
     def _fire_on_queued(self, handle: TaskHandle[object], opts: TaskOptions) -> None:
         for hook in opts.on_queued:
-            call_hook(hook, handle)
+            try:
+                hook(handle)
+            except Exception:
+                hook_logger.exception("hook %r raised; the task goes on", hook)
 
     def _post_internal(
         self,
@@ -939,7 +942,10 @@ class TaskRunner(abc.ABC):
             result = self._result_of(handle)
             if opts is not None:
                 for hook in opts.on_finish:
-                    call_hook(hook, handle, result)
+                    try:
+                        hook(handle, result)
+                    except Exception:
+                        hook_logger.exception("hook %r raised; the task goes on", hook)
             self._publish(result)
         if self._barriers:
             self._advance_barriers(handle._id)

@@ -18,7 +18,7 @@ import trio
 from ._context import sequence_var
 from ._errors import TaskCancelledError, TaskTimeoutError
 from ._handle import CANCEL_REQUESTED
-from ._hooks import call_hook
+from ._hooks import logger as hook_logger
 from ._traits import TaskState
 
 if TYPE_CHECKING:
@@ -89,16 +89,31 @@ def end_with_error(
     raise error  # KeyboardInterrupt, SystemExit and their groups end the run
 
 
-async def call_function(runner: TaskRunner, handle: TaskHandle[object]) -> object:
-    """Make one call of the task's function (no bookkeeping): one attempt."""
+async def offload_call(runner: TaskRunner, handle: TaskHandle[object]) -> object:
+    """Make one attempt of a ``may_block`` task: its function in a worker thread."""
     opts = handle._opts
-    fn = handle._fn
-    if opts is not None and opts.offload:
-        return await offload(runner, fn, handle._args, abandon=opts.timeout is not None)
-    result = fn(*handle._args)
+    return await offload(
+        runner,
+        handle._fn,
+        handle._args,
+        abandon=opts is not None and opts.timeout is not None,
+    )
+
+
+def start_call(fn: AnyCallable, args: tuple[object, ...]) -> Awaitable[object]:
+    """Call ``fn(*args)`` and return something to await for its result.
+
+    An async function's coroutine is returned as it is, so middleware awaits it
+    with no wrapper layer in between; a plain function's value is wrapped.
+    """
+    result = fn(*args)
     if _isawaitable(result):
-        return await result
-    return result
+        return result
+    return _ready(result)
+
+
+async def _ready(value: object) -> object:
+    return value
 
 
 async def offload(
@@ -196,7 +211,11 @@ def release_slot(runner: TaskRunner) -> None:
 def _build_call(
     runner: TaskRunner, handle: TaskHandle[object], opts: TaskOptions
 ) -> Callable[[], Awaitable[object]]:
-    call: Callable[[], Awaitable[object]] = functools.partial(runner._call, handle)
+    call: Callable[[], Awaitable[object]]
+    if opts.offload:
+        call = functools.partial(runner._call, handle)
+    else:
+        call = functools.partial(start_call, handle._fn, handle._args)
     for middleware in reversed(opts.middleware):
         call = functools.partial(middleware, handle, call)
     return call
@@ -217,8 +236,12 @@ async def run_full(
     """
     runner._begin(handle, scope, runner._now())
     for hook in opts.on_start:
-        call_hook(hook, handle)
+        try:
+            hook(handle)
+        except Exception:
+            hook_logger.exception("hook %r raised; the task goes on", hook)
     call = _build_call(runner, handle, opts) if opts.middleware else None
+    direct = call is None and not opts.offload
     attempt = 1
     try:
         while True:
@@ -226,7 +249,14 @@ async def run_full(
             result: object = None
             if opts.timeout is None:
                 try:
-                    result = await (runner._call(handle) if call is None else call())
+                    if direct:
+                        result = handle._fn(*handle._args)
+                        if _isawaitable(result):
+                            result = await result
+                    else:
+                        result = await (
+                            runner._call(handle) if call is None else call()
+                        )
                 except Exception as exc:  # the attempt's failure
                     error = exc
             else:
@@ -235,9 +265,14 @@ async def run_full(
                 ) as attempt_scope:
                     handle._scope = attempt_scope
                     try:
-                        result = await (
-                            runner._call(handle) if call is None else call()
-                        )
+                        if direct:
+                            result = handle._fn(*handle._args)
+                            if _isawaitable(result):
+                                result = await result
+                        else:
+                            result = await (
+                                runner._call(handle) if call is None else call()
+                            )
                     except Exception as exc:  # the attempt's failure
                         error = exc
                 handle._scope = scope

@@ -83,7 +83,7 @@ class ResultSubscription:
         self._room = trio.lowlevel.ParkingLot()
         self._closed = False
         #: Results this subscriber missed because its buffer was full.
-        self.dropped = 0
+        self.dropped: int = 0
 
     @property
     def policy(self) -> DropPolicy:

@@ -17,6 +17,7 @@ from ._execute import (
     end_with_error,
     join_stragglers,
     release_slot,
+    run_full,
     run_task,
 )
 from ._handle import CANCEL_REQUESTED
@@ -156,10 +157,15 @@ class ChannelRunner(TaskRunner):
                         else:
                             clock = None
                             try:
-                                if not await self._run_with_slot(
-                                    handle, scope, limited
-                                ):
+                                waits = limited or (
+                                    opts is not None and opts.bucket is not None
+                                )
+                                if waits and not await acquire_slot(self, handle):
                                     continue  # cancelled or skipped while it waited
+                                if opts is not None and not opts.simple:
+                                    await run_full(self, handle, scope, opts)
+                                else:
+                                    await run_task(self, handle, scope)
                             finally:
                                 self._current = None
                                 if limited:
@@ -186,17 +192,6 @@ class ChannelRunner(TaskRunner):
             self._receive.close()
             await self._stop_machinery()
             self._machinery_exited()
-
-    async def _run_with_slot(
-        self, handle: TaskHandle[object], scope: trio.CancelScope, limited: bool
-    ) -> bool:
-        opts = handle._opts
-        if (limited or (opts is not None and opts.bucket is not None)) and not (
-            await acquire_slot(self, handle)
-        ):
-            return False
-        await run_task(self, handle, scope)
-        return True
 
     async def _stop_machinery(self) -> None:
         """Release what the consumer owns, once it has run its last task."""

@@ -1,0 +1,10 @@
+"""Run the ``trunner`` command: ``python -m trunner --help``."""
+
+from __future__ import annotations
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
