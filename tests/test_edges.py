@@ -11,7 +11,7 @@ import trio.lowlevel
 import trio.testing
 
 import trunner
-from trunner import ShutdownBehavior, TaskHooks, TaskState, TaskTraits
+from trunner import ShutdownBehavior, TaskHandle, TaskHooks, TaskState, TaskTraits
 
 BLOCK = TaskTraits(shutdown_behavior=ShutdownBehavior.BLOCK_SHUTDOWN)
 
@@ -272,11 +272,13 @@ async def test_keyboard_interrupt_in_task_is_recorded_and_propagates() -> None:
     def interrupt() -> None:
         raise KeyboardInterrupt
 
+    handle: TaskHandle[None] | None = None
     with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True):
         async with trunner.open_scheduler() as scheduler:
             runner = scheduler.create_sequenced_runner(on_error=lambda h, e: None)
             handle = runner.post_task(interrupt)
             await trio.sleep_forever()
+    assert handle is not None
     assert handle.state is TaskState.FAILED
 
 
@@ -285,11 +287,12 @@ async def test_may_block_timeout_fails_at_deadline_and_sequence_waits() -> None:
     order: list[str] = []
     blocking = TaskTraits(may_block=True)
     async with trunner.open_sequenced_runner(on_error=lambda h, e: None) as runner:
-        slow = runner.post_task(
-            lambda: (release.wait(10), order.append("slow end")),
-            traits=blocking,
-            timeout=0.05,
-        )
+
+        def slow_work() -> None:
+            release.wait(10)
+            order.append("slow end")
+
+        slow = runner.post_task(slow_work, traits=blocking, timeout=0.05)
         after = runner.post_task(lambda: order.append("after"))
         with pytest.raises(trunner.TaskTimeoutError):
             await slow.wait()

@@ -566,7 +566,7 @@ async def test_post_tasks_is_all_or_nothing() -> None:
         with pytest.raises(trunner.QueueFullError):
             runner.post_tasks([gate.wait] * 4)
         with pytest.raises(TypeError):
-            runner.post_tasks([gate.wait, 3])  # type: ignore[list-item]  # on purpose
+            runner.post_tasks([gate.wait, 3])  # type: ignore[arg-type]  # on purpose
 
         assert runner.statistics().pending == 0
         assert len(runner.post_tasks([gate.wait] * 3)) == 3

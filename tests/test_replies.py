@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 import trunner
+import trunner.testing
 from trunner import TaskState
 
 

@@ -5,7 +5,7 @@ import trio
 import trio.testing
 
 import trunner
-from trunner import Priority, TaskTraits
+from trunner import Priority, TaskRunner, TaskTraits
 from trunner._limiter import PriorityLimiter
 
 
@@ -23,7 +23,9 @@ async def test_max_workers_caps_tasks_across_runners(
         running -= 1
 
     async with trunner.open_scheduler(max_workers=2) as scheduler:
-        runners = [scheduler.create_sequenced_runner() for _ in range(3)]
+        runners: list[TaskRunner] = [
+            scheduler.create_sequenced_runner() for _ in range(3)
+        ]
         runners.append(scheduler.create_parallel_runner(max_concurrency=4))
         for runner in runners:
             for _ in range(3):
@@ -127,13 +129,13 @@ async def test_post_task_validates_arguments() -> None:
         with pytest.raises(TypeError, match="fn"):
             runner.post_task(42)  # type: ignore[call-overload]  # on purpose
         with pytest.raises(TypeError, match="traits"):
-            runner.post_task(trio.sleep, 0, traits="x")  # type: ignore[arg-type]  # on purpose
+            runner.post_task(trio.sleep, 0, traits="x")  # type: ignore[call-overload]  # on purpose
         with pytest.raises(TypeError, match="name"):
-            runner.post_task(trio.sleep, 0, name=3)  # type: ignore[arg-type]  # on purpose
+            runner.post_task(trio.sleep, 0, name=3)  # type: ignore[call-overload]  # on purpose
         with pytest.raises(ValueError, match="timeout"):
             runner.post_task(trio.sleep, 0, timeout=-2)
         with pytest.raises(TypeError, match="retry"):
-            runner.post_task(trio.sleep, 0, retry=5)  # type: ignore[arg-type]  # on purpose
+            runner.post_task(trio.sleep, 0, retry=5)  # type: ignore[call-overload]  # on purpose
         assert runner.statistics().pending == 0
 
 

@@ -4,7 +4,6 @@ import threading
 
 import pytest
 import trio
-import trio.testing
 
 import trunner
 from trunner.testing import run_until_idle

@@ -72,7 +72,7 @@ async def test_negative_or_bad_delay_is_rejected() -> None:
         with pytest.raises(ValueError, match="delay"):
             runner.post_delayed_task(trio.sleep, 0, delay=float("nan"))
         with pytest.raises(TypeError, match="delay"):
-            runner.post_delayed_task(trio.sleep, 0, delay="1")  # type: ignore[arg-type]  # on purpose
+            runner.post_delayed_task(trio.sleep, 0, delay="1")  # type: ignore[call-overload]  # on purpose
 
 
 async def test_delayed_tasks_not_yet_due_are_skipped_at_close(

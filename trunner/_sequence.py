@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Generic, TypeVar, final
+from typing import Generic, TypeVar, final, overload
 
 from ._context import current_sequence_token
 from ._errors import NoCurrentRunnerError, SequenceViolationError
@@ -79,7 +79,11 @@ class SequenceLocal(Generic[T]):
 
     __slots__ = ("_default", "_values")
 
-    def __init__(self, default: T = _MISSING) -> None:  # type: ignore[assignment]  # a sentinel for "no default"
+    @overload
+    def __init__(self) -> None: ...
+    @overload
+    def __init__(self, default: T) -> None: ...
+    def __init__(self, default: object = _MISSING) -> None:
         self._default = default
         self._values: weakref.WeakKeyDictionary[object, T] = weakref.WeakKeyDictionary()
 
@@ -96,7 +100,7 @@ class SequenceLocal(Generic[T]):
         except KeyError:
             if self._default is _MISSING:
                 raise LookupError("this sequence has not set a value") from None
-            return self._default
+            return self._default  # type: ignore[return-value]  # the default is a T once given
 
     def set(self, value: T) -> None:
         """Set the current sequence's value.

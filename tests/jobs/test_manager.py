@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import attrs
 import pytest
 import trio
-import trio.testing
 
-import trunner
 from trunner import Priority, RetryPolicy
 from trunner.jobs import (
     JobExistsError,
@@ -24,13 +22,16 @@ from trunner.jobs import (
     Retry,
     SerializationError,
     SQLiteJobStore,
+    StoreError,
     UnknownHandlerError,
     open_job_manager,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
+    from typing import Unpack
 
 NO_JITTER = RetryPolicy(max_attempts=3, initial_delay=1, multiplier=2, jitter=0)
 WALL0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -97,9 +98,32 @@ class Handlers:
     def runs(self, kind: str) -> list[object]:
         return [value for name, value, _ in self.log if name == kind]
 
+    def sleeps(self) -> list[float]:
+        """The seconds each ``sleep`` run was given, in run order."""
+        seconds: list[float] = []
+        for value in self.runs("sleep"):
+            assert isinstance(value, int | float)
+            seconds.append(value)
+        return seconds
+
+
+class ManagerOptions(TypedDict, total=False):
+    """`open_job_manager`'s keyword options, for `manager`."""
+
+    concurrency: int
+    worker: bool
+    lease: float
+    grace_period: float
+    retry: RetryPolicy | None
+    timeout: float | None
+    retention: Retention | None
+    poll_interval: float
+    wall_clock: Callable[[], dt.datetime]
+    name: str | None
+
 
 def manager(
-    store: JobStore, handlers: Handlers | None = None, **options: object
+    store: JobStore, handlers: Handlers | None = None, **options: Unpack[ManagerOptions]
 ) -> AbstractAsyncContextManager[JobManager]:
     # Wall time follows trio time, as a real clock would: managers opened one
     # after the other share one timeline.
@@ -109,7 +133,7 @@ def manager(
     options.setdefault("retry", NO_JITTER)
     return open_job_manager(
         store, None if handlers is None else handlers.registry, **options
-    )  # type: ignore[arg-type]  # test options
+    )
 
 
 # ---------------------------------------------------------------- submitting
@@ -269,7 +293,7 @@ async def test_delayed_and_run_at_jobs_wait_for_their_time(
         )
         await trio.sleep(60)
 
-    assert [(to, when) for kind, to, when in handlers.log] == [
+    assert [(to, when) for _, to, when in handlers.log] == [
         ("at", 10),
         ("later", 30),
     ]
@@ -289,7 +313,7 @@ async def test_failures_retry_with_durable_backoff(
         twice = await jm.get_job("twice")
         always = await jm.get_job("always")
     # Attempts at 0, then after 1 s, then after 2 s more.
-    assert [when for kind, name, when in handlers.log if name == "twice"] == [0, 1, 3]
+    assert [when for _, name, when in handlers.log if name == "twice"] == [0, 1, 3]
     assert (twice.state, twice.attempts, twice.result) == (
         JobState.SUCCEEDED,
         3,
@@ -508,7 +532,7 @@ async def test_lost_renewal_cancels_handler_before_lease_ends(
 
         async def renew(self, **kwargs: object) -> object:
             if failing["on"]:
-                raise trunner.jobs.StoreError("the store is unreachable")
+                raise StoreError("the store is unreachable")
             return await store.renew(**kwargs)  # type: ignore[arg-type]  # passed through
 
     async with manager(Unreachable(), handlers, lease=30) as jm:  # type: ignore[arg-type]  # duck-typed
@@ -557,7 +581,7 @@ async def test_two_workers_never_run_a_job_twice(
         await trio.sleep(60)
 
         workers = {(await a.get_job(f"job-{i}")).worker for i in range(40)}
-    assert sorted(handlers.runs("sleep")) == sorted(float(i % 3 + 1) for i in range(40))
+    assert sorted(handlers.sleeps()) == sorted(float(i % 3 + 1) for i in range(40))
     assert workers == {a.name, b.name}
 
 
@@ -574,7 +598,7 @@ async def test_schedule_every_runs_once_per_tick_across_workers(
         await b.unschedule("digest")
         await trio.sleep(30)
 
-    times = [when for kind, to, when in handlers.log if to == "digest"]
+    times = [when for _, to, when in handlers.log if to == "digest"]
     assert len(times) == 3
     assert [round(t) for t in times] == [10, 20, 30]
 

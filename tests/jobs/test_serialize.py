@@ -330,9 +330,9 @@ def test_configure_registers_hooks_on_both_converters() -> None:
         converter.register_unstructure_hook(decimal.Decimal, str)
         converter.register_structure_hook(
             decimal.Decimal, lambda v, _: decimal.Decimal(v)
-        )  # pyright: ignore[reportUnknownLambdaType, reportUnknownArgumentType]  # cattrs hook signature
+        )
         converter.register_unstructure_hook(uuid.UUID, str)
-        converter.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(v))  # pyright: ignore[reportUnknownLambdaType, reportUnknownArgumentType]  # cattrs hook signature
+        converter.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(v))
 
     serializer = JsonSerializer(configure=configure)
     spec = spec_for(dict[str, decimal.Decimal])
