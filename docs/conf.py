@@ -7,6 +7,7 @@ Build it with ``nox -s docs``, or by hand, nitpicky (every warning is an error):
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import os
 import re
@@ -98,8 +99,11 @@ _EXTERNAL = [
     # Python
     "collections.abc.Callable",
     "contextvars.ContextVar",
+    "datetime.date",
+    "datetime.datetime",
     "functools.partial",
     "logging",
+    "os.PathLike",
     "queue.SimpleQueue",
     "sqlite3",
     "threading.Thread",
@@ -130,14 +134,14 @@ nitpick_ignore = [(role, name) for name in _EXTERNAL for role in ("py:class", "p
 nitpick_ignore_regex = [
     # Type variables, which no inventory documents, however autodoc spells them:
     # ArgsT, *ArgsT, T, trunner._handle.T_co...
-    (r"py:class", r"\*?(trunner\.[\w.]+\.)?(ArgsT|RetT|ResourceT|RunnerT|T|T_co)"),
+    (r"py:class", r"\*?(trunner\.[\w.]+\.)?(ArgsT|RetT|ResourceT|RunnerT|T|T_co|P|R)"),
 ]
 
 # --------------------------------------------------- public names of private code
 
 # The public packages whose names are defined in private modules and re-exported
 # with their __module__ fixed up (trunner._util.fixup_module_metadata).
-_PUBLIC_PACKAGES = ["trunner", "trunner.testing"]
+_PUBLIC_PACKAGES = ["trunner", "trunner.jobs", "trunner.testing"]
 
 
 def _merge_private_sources(app: Sphinx) -> None:
@@ -190,6 +194,59 @@ def _resolve_private_path(
     )
 
 
+#: How annotations imported under TYPE_CHECKING come out (``import datetime as
+#: dt``, ``builtins.list`` in classes with a ``list`` method, private aliases).
+_SPELLINGS = {
+    "dt.": "datetime.",
+    "builtins.": "",
+    "AnyCallable": "collections.abc.Callable",
+}
+#: Private names that public docstrings mention: shown as text.
+_PRIVATE_NAMES = {"RetrySpec"}
+
+
+def _resolve_short_name(
+    app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: nodes.TextElement
+) -> nodes.reference | nodes.TextElement | None:
+    """Resolve names that the docstrings of one public package give unqualified.
+
+    A docstring of `trunner.jobs` may name `RetryPolicy` (of `trunner`), one of
+    `trunner.testing` may name `JobStore` (of `trunner.jobs`): look for the name
+    in each public package. Also read the spellings of ``_SPELLINGS`` as what
+    they stand for.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    target: str = node["reftarget"].lstrip("~")
+    for spelling, meaning in _SPELLINGS.items():
+        if target.startswith(spelling):
+            target = meaning + target.removeprefix(spelling)
+            break
+    candidates = [target]
+    if not target.startswith(("trunner.", "datetime.", "collections.")):
+        candidates += [f"{package}.{target}" for package in _PUBLIC_PACKAGES]
+    if candidates == [node["reftarget"]]:
+        return None
+    domain = env.get_domain("py")
+    for candidate in candidates:
+        found = domain.resolve_xref(
+            env, node["refdoc"], app.builder, node["reftype"], candidate, node, contnode
+        )
+        if found is not None:
+            return found
+    if intersphinx_mapping:
+        from sphinx.ext import intersphinx
+
+        alias = node.deepcopy()
+        alias["reftarget"] = target
+        found = intersphinx.missing_reference(app, env, alias, contnode)
+        if found is not None:
+            return found
+    if hasattr(builtins, target) or target in _EXTERNAL or target in _PRIVATE_NAMES:
+        return contnode  # a builtin, an external name without an inventory, or private
+    return None
+
+
 _INTERNAL_CONSTRUCTOR = re.compile(r"constructors?\s+(is|are)\s+internal")
 _ATTRS_DEFAULT = re.compile(r"attr_dict\['(\w+)'\]\.default")
 
@@ -234,6 +291,7 @@ def setup(app: Sphinx) -> None:
     """Connect the helpers above."""
     app.connect("builder-inited", _merge_private_sources)
     app.connect("missing-reference", _resolve_private_path)
+    app.connect("missing-reference", _resolve_short_name)
     app.connect("autodoc-process-signature", _fix_class_signature)
 
 

@@ -46,7 +46,9 @@ def finish_hook(task: object, result: object) -> None:
     del task, result
 
 
-async def middleware(task: object, call_next: Callable[[], Awaitable[object]]) -> object:
+async def middleware(
+    task: object, call_next: Callable[[], Awaitable[object]]
+) -> object:
     del task
     return await call_next()
 
@@ -69,7 +71,9 @@ async def throughput(layered: bool) -> float:
 async def rate_error() -> tuple[float, float]:
     starts: list[float] = []
     limit = trunner.RateLimit(per_second=RATE, burst=1)
-    async with trunner.open_parallel_runner(max_concurrency=8, rate_limit=limit) as runner:
+    async with trunner.open_parallel_runner(
+        max_concurrency=8, rate_limit=limit
+    ) as runner:
 
         def started() -> None:
             starts.append(time.perf_counter())
