@@ -35,6 +35,8 @@ FINISHED_STATES: Final = frozenset(
 #: A JSON value: what args and results are stored as.
 JSON = object
 
+_UNPARSED: Final = object()
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -137,13 +139,18 @@ class JobRecord:
     #: Submission order, assigned by the store on insert (0 before).
     seq: int = 0
 
-    def info(self) -> JobInfo:
+    def info(self, *, args: object = _UNPARSED) -> JobInfo:
         """Return the public snapshot, with the JSON payloads parsed.
 
         A payload that is not valid JSON (a corrupted row) is shown as its raw
         text, so that the job can still be inspected, retried or purged.
+
+        Args:
+            args: the arguments' JSON value, when the caller has it already
+                (it then need not parse ``self.args``).
         """
-        args = _parse(self.args)
+        if args is _UNPARSED:
+            args = _parse(self.args)
         result = None if self.result is None else _parse(self.result)
         return JobInfo(
             id=self.id,

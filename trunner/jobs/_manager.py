@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import attrs
+import outcome
 import trio
 
 from .._retry import RetryPolicy
@@ -103,10 +104,12 @@ class _Running:
 
 @attrs.define(eq=False)
 class _Submit:
+    """A submit waiting for its batch's commit; the committer reschedules it."""
+
     record: JobRecord
-    done: trio.Event = attrs.field(factory=trio.Event)
-    result: tuple[JobRecord, bool] | None = None
-    error: BaseException | None = None
+    task: trio.lowlevel.Task
+    #: Whether the committer has taken it into a batch (it can't be withdrawn).
+    taken: bool = False
 
 
 @final
@@ -149,6 +152,7 @@ class JobManager:
     _running: dict[str, _Running] = attrs.field(init=False, factory=dict[str, _Running])
     _submits: list[_Submit] = attrs.field(init=False, factory=list[_Submit])
     _submit_ready: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _epoch0: float = attrs.field(init=False)
     _pump_queued: bool = attrs.field(init=False, default=False)
     _wake: TaskHandle[object] | None = attrs.field(init=False, default=None)
     _wake_at: float = attrs.field(init=False, default=math.inf)
@@ -183,7 +187,9 @@ class JobManager:
         clock (virtual time in tests), while several processes share one
         timeline at the store.
         """
-        return self._wall0 + dt.timedelta(seconds=trio.current_time() - self._trio0)
+        return dt.datetime.fromtimestamp(
+            self._epoch0 + (trio.current_time() - self._trio0), dt.UTC
+        )
 
     def _seconds_until(self, when: dt.datetime) -> float:
         return (when - self.now()).total_seconds()
@@ -249,7 +255,7 @@ class JobManager:
             StoreError: the store failed.
             TypeError, ValueError: other bad arguments.
         """
-        record = self._new_record(
+        record, json_args = self._new_record(
             job_id, handler, args, priority, run_at, delay, retry, timeout, self.now()
         )
         if if_exists not in ("error", "ignore"):
@@ -262,9 +268,11 @@ class JobManager:
                 f"a job with id {job_id!r} exists already; pick another id, or pass "
                 "if_exists='ignore' to get the existing job"
             )
-        if inserted:
-            self._want_pump()
-        return stored.info()
+        if not inserted:
+            return stored.info()
+        self._want_pump()
+        # The arguments' JSON value is in hand: no need to parse them back.
+        return stored.info(args=json_args)
 
     def _new_record(
         self,
@@ -277,10 +285,10 @@ class JobManager:
         retry: RetryPolicy | None,
         timeout: float | None,
         now: dt.datetime,
-    ) -> JobRecord:
+    ) -> tuple[JobRecord, object]:
         _check_name("job_id", job_id)
         spec = self._spec(handler)
-        payload = self._serializer.dump_args(spec, args)
+        payload, json_args = self._serializer.dump_args_value(spec, args)
         if not isinstance(priority, Priority):
             raise TypeError(f"priority must be a Priority, not {priority!r}")
         due = self._due(run_at, delay, now)
@@ -289,7 +297,7 @@ class JobManager:
         if timeout is not None:
             timeout = check_duration("timeout", timeout, allow_zero=False)
         policy = self._config.retry if retry is None else retry
-        return JobRecord(
+        record = JobRecord(
             id=job_id,
             handler=handler,
             args=payload,
@@ -302,6 +310,7 @@ class JobManager:
             timeout=timeout,
             retry=None if retry is None else RetrySpec.from_policy(retry).to_json(),
         )
+        return record, json_args
 
     @staticmethod
     def _due(
@@ -320,14 +329,23 @@ class JobManager:
         return now
 
     async def _commit(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        submit = _Submit(record)
+        submit = _Submit(record, trio.lowlevel.current_task())
         self._submits.append(submit)
         self._submit_ready.set()
-        await submit.done.wait()
-        if submit.error is not None:
-            raise submit.error
-        assert submit.result is not None
-        return submit.result
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            # Not yet in a batch: withdraw it. In a batch being written: wait
+            # for the commit (then the cancellation is delivered), so the
+            # caller learns whether its job was stored.
+            if submit.taken:
+                return trio.lowlevel.Abort.FAILED
+            self._submits.remove(submit)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: tuple[JobRecord, bool] = await trio.lowlevel.wait_task_rescheduled(
+            abort
+        )
+        return result
 
     async def _group_commit(self) -> None:
         with self._commit_scope:
@@ -340,6 +358,10 @@ class JobManager:
             await self._submit_ready.wait()
             self._submit_ready = trio.Event()
             batch, self._submits = self._submits, []
+            if not batch:
+                continue  # every submit was withdrawn
+            for submit in batch:
+                submit.taken = True
             try:
                 results = await self._store.insert([s.record for s in batch])
             except Exception as error:  # every submitter gets the store's error
@@ -349,12 +371,11 @@ class JobManager:
                 if failure is not error:
                     failure.__cause__ = error
                 for submit in batch:
-                    submit.error = failure
-                    submit.done.set()
+                    trio.lowlevel.reschedule(submit.task, outcome.Error(failure))
                 continue
+            reschedule = trio.lowlevel.reschedule
             for submit, result in zip(batch, results, strict=True):
-                submit.result = result
-                submit.done.set()
+                reschedule(submit.task, outcome.Value(result))
 
     # ------------------------------------------------------------ inspecting
 
@@ -500,7 +521,7 @@ class JobManager:
         else:
             period = check_duration("every", every, allow_zero=False)
             first = now + dt.timedelta(seconds=period)
-        template = self._new_record(
+        template, _ = self._new_record(
             f"{name}@", handler, args, priority, None, None, retry, timeout, now
         )
         await self._store.put_schedule(
@@ -937,6 +958,7 @@ async def open_job_manager(
             store, registry if registry is not None else Registry(), scheduler, config
         )
         manager._wall0 = wall_clock()
+        manager._epoch0 = manager._wall0.timestamp()
         manager._trio0 = trio.current_time()
         await store.connect()
         try:

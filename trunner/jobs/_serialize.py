@@ -178,6 +178,18 @@ class JsonSerializer:
     def dump_args(self, spec: HandlerSpec | None, args: object) -> str:
         """Return ``args`` as compact JSON text, checked against ``spec``.
 
+        See `dump_args_value`, which also returns the JSON value.
+        """
+        return self.dump_args_value(spec, args)[0]
+
+    def dump_args_value(
+        self, spec: HandlerSpec | None, args: object
+    ) -> tuple[str, object]:
+        """Return ``args`` as compact JSON text and as a JSON value, checked.
+
+        The JSON value is a fresh object (never ``args`` itself), so that it
+        can be handed out without sharing the caller's mutable data.
+
         Args:
             spec: the handler the arguments are for, or None when no registry
                 is available: the arguments then need only serialise.
@@ -196,7 +208,7 @@ class JsonSerializer:
                     f"handler {spec.name!r} takes no argument; pass None as args, "
                     f"not {_describe(args)}"
                 )
-            return "null"
+            return "null", None
         try:
             plain, text = self._encode(args)
         except _ENCODE_ERRORS as error:
@@ -218,7 +230,9 @@ class JsonSerializer:
                     f"arguments for handler {spec.name!r} do not match its "
                     f"annotation {_type_name(spec.arg_type)}: {_explain(error)}"
                 ) from error
-        return text
+        if plain is args and isinstance(args, (dict, list)):
+            plain = _DECODER.decode(text)  # the caller's own object: not shared
+        return text, plain
 
     def load_args(
         self, spec: HandlerSpec | None, text: str, *, job_id: str | None = None
