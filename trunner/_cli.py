@@ -458,7 +458,8 @@ def _console() -> Console:
         raise CommandError(
             f"the jobs commands need rich: pip install 'trunner[jobs]' ({error})"
         ) from error
-    return Console(highlight=False)
+    # Piped output gets a width that keeps every column (rich picks 80).
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 # ---------------------------------------------------------------- worker
@@ -603,17 +604,13 @@ async def _stop_on_more_signals(
     signum = await _next_signal(signals, stop.at)
     stop.signum = signum
     stop.at = trio.current_time()
-    running = list(manager._running.values())
     logger.warning(
         "received %s again: cancelling %d running jobs and handing them back "
         "(send it again to exit at once)",
         signal.Signals(signum).name,
-        len(running),
+        manager.running,
     )
-    # JobManager has no public "stop without grace" yet: do what the end of the
-    # grace period does, which cancels the jobs and releases them to the store.
-    for job in running:
-        manager._stop(job, "stop")
+    manager.shutdown()
     _exit_at_once(await _next_signal(signals, stop.at))
 
 

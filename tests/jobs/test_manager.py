@@ -711,3 +711,51 @@ async def test_open_job_manager_validates_options(store: JobStore) -> None:
     with pytest.raises(TypeError, match="registry"):
         async with open_job_manager(store, registry={}):  # type: ignore[arg-type]  # on purpose
             pass
+
+
+async def test_huge_delays_are_value_errors(store: JobStore) -> None:
+    async with manager(store, Handlers(), worker=False) as jm:
+        with pytest.raises(ValueError, match="delay"):
+            await jm.submit_job("far", "email", Email("x"), delay=1e12)
+        with pytest.raises(ValueError, match="older_than"):
+            await jm.purge(older_than=1e12)
+
+
+async def test_shutdown_hands_running_jobs_back_without_grace(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    handlers = Handlers()
+    async with manager(store, handlers, grace_period=600) as jm:
+        await jm.submit_job("long", "sleep", 1000.0)
+        await trio.sleep(1)
+        assert jm.running == 1
+
+        jm.shutdown()
+        jm.shutdown()
+    left_at = trio.current_time()
+    async with manager(store, handlers, worker=False) as admin:
+        long = await admin.get_job("long")
+
+    assert left_at < 2
+    assert (long.state, long.attempts) == (JobState.PENDING, 0)
+
+
+async def test_idle_worker_polls_at_its_poll_interval(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    claims = 0
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        async def claim(self, **kwargs: object) -> object:
+            nonlocal claims
+            claims += 1
+            return await store.claim(**kwargs)  # type: ignore[arg-type]  # passed through
+
+    async with manager(Counting(), Handlers(), poll_interval=10) as jm:  # type: ignore[arg-type]  # duck-typed
+        await trio.sleep(60)
+        del jm
+
+    assert claims <= 8  # about one per 10 s, not one per second

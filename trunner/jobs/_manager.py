@@ -325,7 +325,7 @@ class JobManager:
                 raise ValueError("run_at must be timezone-aware (e.g. datetime.UTC)")
             return run_at.astimezone(dt.UTC)
         if delay is not None:
-            return now + dt.timedelta(seconds=check_duration("delay", delay))
+            return _later(now, check_duration("delay", delay), "delay")
         return now
 
     async def _commit(self, record: JobRecord) -> tuple[JobRecord, bool]:
@@ -470,8 +470,8 @@ class JobManager:
         """
         before = None
         if older_than is not None:
-            before = self.now() - dt.timedelta(
-                seconds=check_duration("older_than", older_than)
+            before = _later(
+                self.now(), -check_duration("older_than", older_than), "older_than"
             )
         if states is not None and not states <= FINISHED_STATES:
             raise ValueError(
@@ -549,6 +549,7 @@ class JobManager:
 
     async def _fire_schedules(self) -> None:
         now = self.now()
+        fired = False
         for schedule in await self._store.list_schedules():
             if schedule.next_run_at > now:
                 continue
@@ -576,11 +577,13 @@ class JobManager:
             # Insert first, then advance: the id is the tick's, so a worker
             # racing us (or retrying after a crash in between) inserts nothing
             # new, and only one advance of the tick succeeds.
-            await self._store.insert([job])
+            ((_, inserted),) = await self._store.insert([job])
+            fired = fired or inserted
             await self._store.advance_schedule(
                 schedule.name, expected=tick, next_run_at=_next_tick(schedule, now)
             )
-        self._want_pump()
+        if fired:
+            self._want_pump()  # only then: poll_interval rules the idle polling
 
     # ------------------------------------------------------------ running jobs
 
@@ -654,15 +657,22 @@ class JobManager:
         )
 
     async def _failed_to_start(self, running: _Running, error: Exception) -> None:
-        del self._running[running.record.id]
-        await self._store.complete(
-            running.record.id,
-            worker=self._config.name,
-            state=JobState.FAILED,
-            finished_at=self.now(),
-            error=_error_text(error),
-        )
-        self._job_left()
+        try:
+            await self._store.complete(
+                running.record.id,
+                worker=self._config.name,
+                state=JobState.FAILED,
+                finished_at=self.now(),
+                error=_error_text(error),
+            )
+        except StoreError:
+            logger.exception(
+                "job %r failed to start, and that could not be stored",
+                running.record.id,
+            )
+        finally:
+            del self._running[running.record.id]
+            self._job_left()
 
     async def _ended(self, running: _Running) -> None:
         record = running.record
@@ -814,6 +824,26 @@ class JobManager:
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def running(self) -> int:
+        """How many jobs this worker runs now."""
+        return len(self._running)
+
+    def shutdown(self) -> None:
+        """Stop this worker at once: claim nothing more, cancel running handlers.
+
+        The cancelled jobs are handed back (PENDING, lease cleared, the attempt
+        not counted) for this or another worker to run again; a handler that
+        runs in a thread cannot be interrupted, and its end is recorded when it
+        comes. Leaving the manager's block afterwards does not wait out the
+        grace period. Not a checkpoint; idempotent.
+        """
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.cancel()
+        for running in list(self._running.values()):
+            self._stop(running, "stop")
+
     async def _start_worker(self) -> None:
         control = self._control
         period = self._config.lease / 3
@@ -841,6 +871,15 @@ class JobManager:
             self._stop(running, "stop")
         with trio.move_on_after(self._config.grace_period + 5):
             await self._idle.wait()
+
+
+def _later(when: dt.datetime, seconds: float, what: str) -> dt.datetime:
+    try:
+        return when + dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(
+            f"{what}={abs(seconds)!r} s is beyond the dates a store can hold"
+        ) from None
 
 
 def _check_name(what: str, value: object) -> None:
