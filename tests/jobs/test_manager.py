@@ -449,7 +449,7 @@ async def test_cancel_running_job_of_another_worker(
         manager(store, handlers, worker=False) as admin,
     ):
         await admin.submit_job("long", "sleep", 1000.0)
-        await trio.sleep(1)
+        await trio.sleep(2)  # the worker finds it at its next poll (every 1 s)
         assert (await admin.get_job("long")).state is JobState.RUNNING
 
         await admin.cancel_job("long")
