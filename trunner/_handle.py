@@ -53,13 +53,13 @@ class TaskHandle(Generic[T_co]):
     _opts: TaskOptions | None
     _queued_at: float
     _state: TaskState = _PENDING
-    # The value when SUCCEEDED, the exception when FAILED, CANCELLED or SKIPPED.
-    _result: object = None
     # Callables run once with this handle when it ends; None when there are none.
     _waiters: list[AnyCallable] | None = None
     _flags: int = 0
     # The slots below are written before they are first read, so the hot path
     # does not pay for initialising them.
+    # The value when SUCCEEDED, the exception when FAILED, CANCELLED or SKIPPED.
+    _result: object = attrs.field(init=False)
     _scope: trio.CancelScope = attrs.field(init=False)
     _started_at: float = attrs.field(init=False)
     _finished_at: float = attrs.field(init=False)
