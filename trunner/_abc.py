@@ -172,6 +172,10 @@ class TaskRunner(abc.ABC):
         init=False, factory=trio.lowlevel.ParkingLot
     )
     _timers: list[_Timer] = attrs.field(init=False, factory=list[_Timer])
+    # Repeating tasks that have not stopped.
+    _repeating: set[RepeatingHandle] = attrs.field(
+        init=False, factory=set[RepeatingHandle]
+    )
     _timer_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
     _timer_active: bool = attrs.field(init=False, default=False)
     _machinery_done: trio.Event = attrs.field(init=False, factory=trio.Event)
@@ -797,6 +801,7 @@ class TaskRunner(abc.ABC):
         if self._phase:
             repeating._stopped = True
         else:
+            self._repeating.add(repeating)
             self._push_timer(anchor, next_id(), repeating)
         return repeating
 
@@ -1082,7 +1087,7 @@ class TaskRunner(abc.ABC):
             return
         run = self._post_internal(repeating._fn, repeating._args, repeating._opts)
         if run is None:
-            repeating._stopped = True
+            repeating.stop()
             return
         repeating._current = run
         run.add_done_callback(functools.partial(self._rearm, repeating))
@@ -1090,7 +1095,7 @@ class TaskRunner(abc.ABC):
     def _rearm(self, repeating: RepeatingHandle, run: TaskHandle[object]) -> None:
         repeating._current = None
         if repeating._stopped or self._phase:
-            repeating._stopped = True
+            repeating.stop()
             return
         end = trio.current_time()
         interval = repeating._interval
@@ -1125,8 +1130,10 @@ class TaskRunner(abc.ABC):
                     self._delayed -= 1
                     entry._flags = 0
                     self._finish_unstarted(entry, state)
-            else:
-                entry.stop()
+        # Every repeating task stops, also those whose run is queued or running
+        # (they are not in the heap then, and would re-arm at the run's end).
+        for repeating in list(self._repeating):
+            repeating.stop()
         if self._timer_scope is not None:
             self._timer_scope.cancel()
 

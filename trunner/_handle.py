@@ -242,6 +242,7 @@ class RepeatingHandle:
         if self._stopped:
             return
         self._stopped = True
+        self._runner._repeating.discard(self)
         current = self._current
         if current is not None and current.state is _PENDING:
             current.cancel()
