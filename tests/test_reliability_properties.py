@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import trunner
+import trunner.testing
 from trunner import DropPolicy, RetryPolicy, TaskState
 
 from .strategies import maybe_millis, millis

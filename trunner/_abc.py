@@ -1125,11 +1125,10 @@ class TaskRunner(abc.ABC):
         timers = list(self._timers)
         self._timers.clear()
         for _, _, entry in timers:
-            if isinstance(entry, TaskHandle):
-                if entry._state is _PENDING:
-                    self._delayed -= 1
-                    entry._flags = 0
-                    self._finish_unstarted(entry, state)
+            if isinstance(entry, TaskHandle) and entry._state is _PENDING:
+                self._delayed -= 1
+                entry._flags = 0
+                self._finish_unstarted(entry, state)
         # Every repeating task stops, also those whose run is queued or running
         # (they are not in the heap then, and would re-arm at the run's end).
         for repeating in list(self._repeating):
