@@ -12,7 +12,6 @@ if TYPE_CHECKING:
 
     from ._handle import TaskHandle
     from ._results import TaskResult
-    from ._util import AnyCallable
 
 T = TypeVar("T")
 
@@ -58,11 +57,3 @@ class TaskHooks:
     on_finish: Callable[[TaskHandle[object], TaskResult], object] | None = attrs.field(
         default=None, validator=_optional_callable
     )
-
-
-def call_hook(hook: AnyCallable, *args: object) -> None:
-    """Call a hook and log whatever it raises."""
-    try:
-        hook(*args)
-    except Exception:
-        logger.exception("hook %r raised; the task goes on", hook)
