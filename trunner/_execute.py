@@ -240,8 +240,7 @@ async def run_full(
             hook(handle)
         except Exception:
             hook_logger.exception("hook %r raised; the task goes on", hook)
-    call = _build_call(runner, handle, opts) if opts.middleware else None
-    direct = call is None and not opts.offload
+    call = _build_call(runner, handle, opts)
     attempt = 1
     try:
         while True:
@@ -249,14 +248,7 @@ async def run_full(
             result: object = None
             if opts.timeout is None:
                 try:
-                    if direct:
-                        result = handle._fn(*handle._args)
-                        if _isawaitable(result):
-                            result = await result
-                    else:
-                        result = await (
-                            runner._call(handle) if call is None else call()
-                        )
+                    result = await call()
                 except Exception as exc:  # the attempt's failure
                     error = exc
             else:
@@ -265,14 +257,7 @@ async def run_full(
                 ) as attempt_scope:
                     handle._scope = attempt_scope
                     try:
-                        if direct:
-                            result = handle._fn(*handle._args)
-                            if _isawaitable(result):
-                                result = await result
-                        else:
-                            result = await (
-                                runner._call(handle) if call is None else call()
-                            )
+                        result = await call()
                     except Exception as exc:  # the attempt's failure
                         error = exc
                 handle._scope = scope
