@@ -658,13 +658,7 @@ class JobManager:
 
     async def _failed_to_start(self, running: _Running, error: Exception) -> None:
         try:
-            await self._store.complete(
-                running.record.id,
-                worker=self._config.name,
-                state=JobState.FAILED,
-                finished_at=self.now(),
-                error=_error_text(error),
-            )
+            await self._store_failure(running.record.id, error, self.now())
         except StoreError:
             logger.exception(
                 "job %r failed to start, and that could not be stored",
@@ -710,13 +704,7 @@ class JobManager:
         try:
             result = self._serializer.dump_result(outcome.unwrap())
         except SerializationError as error:
-            await self._store.complete(
-                record.id,
-                worker=self._config.name,
-                state=JobState.FAILED,
-                finished_at=now,
-                error=_error_text(error),
-            )
+            await self._store_failure(record.id, error, now)
             return
         await self._store.complete(
             record.id,
@@ -751,8 +739,14 @@ class JobManager:
             )
             self._arm_wake(wait)
             return
+        await self._store_failure(record.id, error, now)
+
+    async def _store_failure(
+        self, job_id: str, error: BaseException, now: dt.datetime
+    ) -> None:
+        """Record a job's final failure, with the error's traceback as text."""
         await self._store.complete(
-            record.id,
+            job_id,
             worker=self._config.name,
             state=JobState.FAILED,
             finished_at=now,
