@@ -33,6 +33,38 @@ _logger: Final = logging.getLogger("trunner.contrib")
 #: Real seconds a reader in another thread waits for the Trio thread to answer.
 _READ_TIMEOUT: Final = 5.0
 
+#: The counters both metric bridges export: (name, OpenTelemetry unit,
+#: description, `trunner.RunnerMetrics` field). Names are dot-separated as in
+#: OpenTelemetry; the Prometheus collector joins the parts with ``_``.
+_COUNTERS: Final = (
+    ("tasks.succeeded", "{task}", "Tasks that ended SUCCEEDED.", "succeeded"),
+    ("tasks.failed", "{task}", "Tasks that ended FAILED.", "failed"),
+    ("tasks.cancelled", "{task}", "Tasks that ended CANCELLED.", "cancelled"),
+    (
+        "tasks.skipped",
+        "{task}",
+        "Tasks that ended SKIPPED (never started).",
+        "skipped",
+    ),
+    ("tasks.rejected", "{task}", "Posts refused by a full bounded runner.", "rejected"),
+    ("task.retries", "{attempt}", "Attempts that were retries.", "retries"),
+    ("task.timeouts", "{attempt}", "Attempts that ran past their timeout.", "timeouts"),
+    (
+        "results.dropped",
+        "{result}",
+        "Results a subscriber missed because its buffer was full.",
+        "dropped_results",
+    ),
+)
+
+#: The task counts both bridges export as gauges: (name, description,
+#: `trunner.RunnerStatistics` field), named as in `_COUNTERS`.
+_GAUGES: Final = (
+    ("tasks.pending", "Tasks queued, waiting to start.", "pending"),
+    ("tasks.running", "Tasks started and not yet ended.", "running"),
+    ("tasks.delayed", "Delayed tasks not yet due.", "delayed"),
+)
+
 #: What a metric bridge reports on: a runner, or every runner of a scheduler.
 _Source = TaskRunner | Scheduler
 

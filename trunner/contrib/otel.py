@@ -34,7 +34,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from .. import TaskHooks
-from . import _RunnerSet
+from . import _COUNTERS, _GAUGES, _RunnerSet
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -67,28 +67,6 @@ DURATION_BUCKETS: Final = (
     5.0,
     7.5,
     10.0,
-)
-
-_COUNTERS: Final = (
-    ("tasks.succeeded", "{task}", "Tasks that ended SUCCEEDED.", "succeeded"),
-    ("tasks.failed", "{task}", "Tasks that ended FAILED.", "failed"),
-    ("tasks.cancelled", "{task}", "Tasks that ended CANCELLED.", "cancelled"),
-    ("tasks.skipped", "{task}", "Tasks that ended SKIPPED.", "skipped"),
-    ("tasks.rejected", "{task}", "Posts refused by a full runner.", "rejected"),
-    ("task.retries", "{attempt}", "Attempts that were retries.", "retries"),
-    ("task.timeouts", "{attempt}", "Attempts past their timeout.", "timeouts"),
-    (
-        "results.dropped",
-        "{result}",
-        "Results a subscriber missed because its buffer was full.",
-        "dropped_results",
-    ),
-)
-
-_UP_DOWN: Final = (
-    ("tasks.pending", "Tasks queued, waiting to start.", "pending"),
-    ("tasks.running", "Tasks started and not yet ended.", "running"),
-    ("tasks.delayed", "Delayed tasks not yet due.", "delayed"),
 )
 
 _DURATIONS: Final = (
@@ -209,7 +187,7 @@ class TrunnerInstruments:
                 unit=unit,
                 description=description,
             )
-        for name, description, field in _UP_DOWN:
+        for name, description, field in _GAUGES:
             meter.create_observable_up_down_counter(
                 start + name,
                 [self._callback(start + name, _statistic(field))],

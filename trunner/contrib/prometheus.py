@@ -41,7 +41,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.samples import Sample
 
-from . import _RunnerSet
+from . import _COUNTERS, _GAUGES, _RunnerSet
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,27 +54,6 @@ if TYPE_CHECKING:
 
 #: The quantiles exported from a `trunner.Summary`, with how to read each one.
 _QUANTILES: Final = ("0", "0.5", "0.95", "0.99", "1")
-
-_COUNTERS: Final = (
-    ("tasks_succeeded", "Tasks that ended SUCCEEDED.", "succeeded"),
-    ("tasks_failed", "Tasks that ended FAILED.", "failed"),
-    ("tasks_cancelled", "Tasks that ended CANCELLED.", "cancelled"),
-    ("tasks_skipped", "Tasks that ended SKIPPED (never started).", "skipped"),
-    ("tasks_rejected", "Posts refused by a full bounded runner.", "rejected"),
-    ("task_retries", "Attempts that were retries.", "retries"),
-    ("task_timeouts", "Attempts that ran past their timeout.", "timeouts"),
-    (
-        "results_dropped",
-        "Results a subscriber missed because its buffer was full.",
-        "dropped_results",
-    ),
-)
-
-_GAUGES: Final = (
-    ("tasks_pending", "Tasks queued, waiting to start.", "pending"),
-    ("tasks_running", "Tasks started and not yet ended.", "running"),
-    ("tasks_delayed", "Delayed tasks not yet due.", "delayed"),
-)
 
 _SUMMARIES: Final = (
     (
@@ -90,6 +69,11 @@ _SUMMARIES: Final = (
         "run_time",
     ),
 )
+
+
+def _metric_name(name: str) -> str:
+    # The shared tables name metrics as OpenTelemetry does, with dots.
+    return name.replace(".", "_")
 
 
 def _quantiles(summary: Summary) -> tuple[float, ...]:
@@ -186,16 +170,18 @@ class TrunnerCollector:
 
     def _families(self, snapshots: list[_RunnerSnapshot]) -> Iterator[Metric]:
         prefix = f"{self._namespace}_" if self._namespace else ""
-        for name, documentation, field in _COUNTERS:
+        for name, _unit, documentation, field in _COUNTERS:
             counter = CounterMetricFamily(
-                prefix + name, documentation, labels=["runner"]
+                prefix + _metric_name(name), documentation, labels=["runner"]
             )
             for snapshot in snapshots:
                 value: int = getattr(snapshot.metrics, field)
                 counter.add_metric([snapshot.name], value)
             yield counter
         for name, documentation, field in _GAUGES:
-            gauge = GaugeMetricFamily(prefix + name, documentation, labels=["runner"])
+            gauge = GaugeMetricFamily(
+                prefix + _metric_name(name), documentation, labels=["runner"]
+            )
             for snapshot in snapshots:
                 current: int = getattr(snapshot.statistics, field)
                 gauge.add_metric([snapshot.name], current)
