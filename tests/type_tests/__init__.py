@@ -1,0 +1,1 @@
+"""Type tests: `typing.assert_type` pins what the checkers infer; never executed."""
