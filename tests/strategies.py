@@ -41,3 +41,24 @@ task_specs = st.builds(
 )
 
 close_modes = st.sampled_from(["aclose", "grace", "shutdown", "cancel_scope"])
+
+#: What a task of the differential test (fast path against full path) does:
+#: return or raise, at once or after a sleep, be cancelled while it runs or
+#: before it starts, or run past its timeout.
+differential_kinds = st.sampled_from(
+    [
+        "return",
+        "sleep_return",
+        "raise",
+        "sleep_raise",
+        "cancel_running",
+        "cancel_pending",
+        "timeout",
+        "group",
+    ]
+)
+differential_workloads = st.lists(
+    st.tuples(differential_kinds, st.integers(min_value=1, max_value=5)),
+    min_size=1,
+    max_size=30,
+)
