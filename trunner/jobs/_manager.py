@@ -35,6 +35,7 @@ from .._retry import RetryPolicy
 from .._scheduler import open_scheduler
 from .._traits import Priority, TaskState, TaskTraits
 from .._util import check_duration, check_optional_count
+from ._changes import ChangeFeed
 from ._cron import CronExpression
 from ._errors import (
     JobExistsError,
@@ -159,6 +160,7 @@ class JobManager:
     _stopping: bool = attrs.field(init=False, default=False)
     _idle: trio.Event | None = attrs.field(init=False, default=None)
     _commit_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
+    _changes: ChangeFeed = attrs.field(init=False)
 
     def __repr__(self) -> str:
         return f"<JobManager {self._config.name!r} running={len(self._running)}>"
@@ -177,6 +179,31 @@ class JobManager:
     def store(self) -> JobStore:
         """The store the manager uses."""
         return self._store
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler of the manager's runners (for metrics exporters)."""
+        return self._scheduler
+
+    # ------------------------------------------------------------ change listeners
+
+    def add_listener(self, listener: Callable[[JobInfo], object]) -> None:
+        """Call ``listener(info)`` after each job state change this manager makes.
+
+        ``info`` is the job as it is after the change: submitted, claimed,
+        ended, retried, cancelled, or handed back after an expired lease.
+        Changes made by other processes sharing the store are not seen.
+        Listeners run on the Trio thread in the order of the changes and must
+        not block; one that raises is logged and kept. Not a checkpoint.
+
+        Raises:
+            TypeError: if ``listener`` is not callable.
+        """
+        self._changes.add(listener)
+
+    def remove_listener(self, listener: Callable[[JobInfo], object]) -> None:
+        """Stop calling ``listener``; an unknown one is ignored. Not a checkpoint."""
+        self._changes.remove(listener)
 
     # ------------------------------------------------------------ time
 
@@ -375,6 +402,8 @@ class JobManager:
                 continue
             reschedule = trio.lowlevel.reschedule
             for submit, result in zip(batch, results, strict=True):
+                if result[1]:  # inserted: published before anything can claim it
+                    self._changes.publish_record(result[0])
                 reschedule(submit.task, outcome.Value(result))
 
     # ------------------------------------------------------------ inspecting
@@ -424,9 +453,12 @@ class JobManager:
         Raises:
             JobNotFoundError: if there is no such job.
         """
-        record = await self._store.request_cancel(job_id, now=self.now())
+        now = self.now()
+        record = await self._store.request_cancel(job_id, now=now)
         if record is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
+        if record.state is JobState.CANCELLED and record.finished_at == now:
+            self._changes.publish_record(record)  # it was pending: cancelled now
         running = self._running.get(job_id)
         if running is not None and record.state is JobState.RUNNING:
             self._stop(running, "cancel")
@@ -454,6 +486,7 @@ class JobManager:
             raise JobStateError(
                 f"job {job_id!r} changed state meanwhile; it is {record.state.value}"
             )
+        self._changes.publish_record(record)
         self._want_pump()
         return record.info()
 
@@ -613,6 +646,7 @@ class JobManager:
             limit=free,
         )
         for record in claimed:
+            self._changes.publish_record(record)
             self._start(record, lease_until)
         if len(claimed) == free:
             return  # full: the next pump comes when a job ends
@@ -666,6 +700,7 @@ class JobManager:
             )
         finally:
             del self._running[running.record.id]
+            self._changes.publish_later(running.record.id)
             self._job_left()
 
     async def _ended(self, running: _Running) -> None:
@@ -694,6 +729,7 @@ class JobManager:
             logger.exception("job %r ended, but its end could not be stored", record.id)
         finally:
             self._running.pop(record.id, None)
+            self._changes.publish_later(record.id)
             self._job_left()
 
     async def _succeeded(
@@ -799,6 +835,8 @@ class JobManager:
         except StoreError:
             logger.exception("could not take back expired leases")
             return
+        for record in expired:
+            self._changes.publish_record(record)
         if expired:
             logger.info("took back %d jobs whose lease expired", len(expired))
             self._want_pump()
@@ -993,6 +1031,7 @@ async def open_job_manager(
         manager._wall0 = wall_clock()
         manager._epoch0 = manager._wall0.timestamp()
         manager._trio0 = trio.current_time()
+        manager._changes = ChangeFeed(store, scheduler)
         await store.connect()
         try:
             manager._control = scheduler.create_sequenced_runner(name="jobs-control")
