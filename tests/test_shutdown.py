@@ -267,3 +267,92 @@ async def test_subscription_ends_when_runner_closes() -> None:
     states = [result.state async for result in results]
 
     assert states == [TaskState.SUCCEEDED, TaskState.SKIPPED]
+
+
+async def _hold_only_slot(scheduler: trunner.Scheduler) -> trunner.TaskHandle[None]:
+    busy = scheduler.create_parallel_runner(max_concurrency=1)
+    holder = busy.post_task(trio.sleep, 100)
+    await trio.testing.wait_all_tasks_blocked()
+    return holder
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel", "thread"])
+@pytest.mark.parametrize("how", ["shutdown", "cancel_all", "cancel", "aclose"])
+async def test_task_waiting_for_a_worker_slot_stops_waiting_at_once(
+    autojump_clock: trio.abc.Clock, kind: str, how: str
+) -> None:
+    # Issue 8, item 1: the consumer waiting for its slot made shutdown() raise
+    # AttributeError ('_scope'), and aclose() then hung.
+    with trio.fail_after(10):
+        async with trunner.open_scheduler(max_workers=1) as scheduler:
+            holder = await _hold_only_slot(scheduler)
+            if kind == "sequenced":
+                runner: trunner.TaskRunner = scheduler.create_sequenced_runner()
+                waiting = runner.post_task(trio.sleep, 1)
+            elif kind == "parallel":
+                runner = scheduler.create_parallel_runner(max_concurrency=2)
+                waiting = runner.post_task(trio.sleep, 1)
+            else:
+                runner = scheduler.create_thread_runner()
+                waiting = runner.post_task(lambda: None)
+            await trio.testing.wait_all_tasks_blocked()
+
+            if how == "shutdown":
+                runner.shutdown()
+            elif how == "cancel_all":
+                runner.cancel_all()
+            elif how == "cancel":
+                assert runner.cancel(waiting.id)
+            else:
+                await runner.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+
+            expected = (
+                TaskState.CANCELLED if how.startswith("cancel") else TaskState.SKIPPED
+            )
+            assert waiting.state is expected
+            assert runner.statistics().pending == 0
+            await runner.aclose()
+            assert trio.current_time() == 0
+            assert scheduler.statistics() == trunner.LimiterStatistics(1, 1, (0, 0, 0))
+            holder.cancel()
+
+
+@pytest.mark.parametrize("how", ["shutdown", "cancel_all"])
+async def test_task_waiting_for_a_rate_limit_token_stops_waiting_at_once(
+    autojump_clock: trio.abc.Clock, how: str
+) -> None:
+    limit = trunner.RateLimit(per_second=0.001, burst=1)
+    with trio.fail_after(10):
+        async with trunner.open_sequenced_runner(rate_limit=limit) as runner:
+            first = runner.post_task(trio.sleep, 0)
+            waiting = runner.post_task(trio.sleep, 0)
+            await trio.testing.wait_all_tasks_blocked()
+
+            if how == "shutdown":
+                runner.shutdown()
+            else:
+                runner.cancel_all()
+            await trio.testing.wait_all_tasks_blocked()
+
+            assert first.state is TaskState.SUCCEEDED
+            assert waiting.state in (TaskState.SKIPPED, TaskState.CANCELLED)
+            await runner.aclose()
+            assert trio.current_time() == 0
+
+
+async def test_block_error_while_consumer_waits_for_a_slot_comes_out_as_itself(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def scenario() -> None:
+        async with trunner.open_scheduler(max_workers=1) as scheduler:
+            await _hold_only_slot(scheduler)
+            async with scheduler.open_sequenced_runner() as runner:
+                runner.post_task(trio.sleep, 1)
+                await trio.testing.wait_all_tasks_blocked()
+                raise KeyError("the block's own")
+
+    with trio.fail_after(10), pytest.raises(KeyError, match="the block's own"):
+        await scenario()
+
+    assert trio.current_time() == 0

@@ -28,6 +28,7 @@ from ._execute import offload_call
 from ._handle import (
     CANCEL_REQUESTED,
     WAITS_ADMISSION,
+    WAITS_SLOT,
     WAITS_TIMER,
     RepeatingHandle,
     TaskHandle,
@@ -928,6 +929,8 @@ class TaskRunner(abc.ABC):
             self._skipped += 1
         handle._finished_at = self._now()
         handle._args = ()
+        if handle._flags & WAITS_SLOT:
+            handle._scope.cancel()  # its consumer stops waiting for its slot
         self._notify(handle)
 
     def _report_error(self, handle: TaskHandle[object], error: BaseException) -> None:

@@ -17,7 +17,7 @@ import trio
 
 from ._context import sequence_var
 from ._errors import TaskCancelledError, TaskTimeoutError
-from ._handle import CANCEL_REQUESTED
+from ._handle import CANCEL_REQUESTED, WAITS_SLOT
 from ._hooks import logger as hook_logger
 from ._traits import TaskState
 
@@ -180,9 +180,21 @@ async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> bool:
         while it waited, and then no slot is held.
     """
     opts = handle._opts
-    if opts is not None and opts.bucket is not None:
-        await opts.bucket.take()
-    await _acquire(runner, handle)
+    bucket = None if opts is None else opts.bucket
+    limiter = runner._scheduler._limiter
+    if bucket is None and (limiter is None or limiter.acquire_nowait()):
+        if limiter is not None:
+            sequence_var.get().holds_slot = True
+        return True
+    # The handle is still PENDING, so a cancel or a close ends it without
+    # touching the consumer: it cancels this scope instead (WAITS_SLOT).
+    handle._flags |= WAITS_SLOT
+    with trio.CancelScope() as wait:
+        handle._scope = wait
+        if bucket is not None:
+            await bucket.take()
+        await _acquire(runner, handle)
+    handle._flags &= ~WAITS_SLOT
     if handle.done:
         release_slot(runner)
         return False

@@ -29,6 +29,9 @@ next_id: Final = itertools.count(1).__next__
 CANCEL_REQUESTED: Final = 1
 WAITS_TIMER: Final = 2  # in its runner's timer heap
 WAITS_ADMISSION: Final = 4  # posted from a thread, or behind a flush barrier
+# Its consumer waits for a rate-limit token or a worker slot for it, in the
+# cancel scope ``_scope``: ending the handle (cancel, skip) stops that wait.
+WAITS_SLOT: Final = 8
 
 _PENDING: Final = TaskState.PENDING
 _RUNNING: Final = TaskState.RUNNING

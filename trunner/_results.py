@@ -171,6 +171,10 @@ class ResultSubscription:
                 raise StopAsyncIteration
             await self._data.park()
         result = self._buffer.popleft()
-        self._room.unpark()
+        # Wake every consumer waiting for room, not one: a woken consumer may
+        # find its result already delivered by another and leave, taking the
+        # only wake-up with it while a third one still waits (issue 8, item 0).
+        # Waiters are the runner's consumers: a few at most.
+        self._room.unpark_all()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return result

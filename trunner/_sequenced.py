@@ -72,7 +72,8 @@ class ChannelRunner(TaskRunner):
 
     def _running_handles(self) -> Iterable[TaskHandle[object]]:
         current = self._current
-        return () if current is None else (current,)
+        # The current handle may still be PENDING: waiting for its slot.
+        return () if current is None or current._state is not _RUNNING else (current,)
 
     async def _consume(self) -> None:
         runner_var.set(self)
