@@ -108,14 +108,17 @@ _EXTERNAL = [
     "sqlite3",
     "threading.Thread",
     # trio
+    "trio.Cancelled",
     "trio.CapacityLimiter",
     "trio.ClosedResourceError",
     "trio.WouldBlock",
     "trio.current_time",
     "trio.from_thread",
     "trio.lowlevel.TrioToken",
+    "trio.open_nursery",
     "trio.run",
     "trio.testing.MockClock",
+    "trio.testing.assert_checkpoints",
     "trio.testing.wait_all_tasks_blocked",
     "trio.to_thread.run_sync",
     # attrs
@@ -160,10 +163,14 @@ def _merge_private_sources(app: Sphinx) -> None:
         package = importlib.import_module(public)
         analyzer = ModuleAnalyzer.for_module(public)
         analyzer.analyze()
-        for path in sorted(Path(package.__file__).parent.glob("_*.py")):
+        root = Path(package.__file__).parent
+        # Private modules, and the modules of private packages (_resource_pool/).
+        paths = [*root.glob("_*.py"), *root.glob("_*/*.py")]
+        for path in sorted(paths):
             if path.name == "__init__.py":
                 continue
-            private = ModuleAnalyzer.for_module(f"{public}.{path.stem}")
+            parts = path.relative_to(root).with_suffix("").parts
+            private = ModuleAnalyzer.for_module(".".join((public, *parts)))
             private.analyze()
             for key, doc in private.attr_docs.items():
                 analyzer.attr_docs.setdefault(key, doc)

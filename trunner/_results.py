@@ -119,9 +119,26 @@ class ResultSubscription:
             self._data.unpark()
 
     async def wait_room(self) -> None:
-        """Wait until the buffer has room or the subscription is closed."""
-        while not self._closed and len(self._buffer) >= self._capacity:
+        """Wait until the buffer has room or the subscription is closed.
+
+        The consumers of a runner call it for a `DropPolicy.BLOCK` subscriber
+        whose buffer was full, before they run their next task.
+
+        This is a checkpoint, also when there is room already. Cancelling it
+        mid-wait leaves the subscription as it was: nothing is taken or
+        dropped, and the runner still delivers the result it had no room for.
+        It raises nothing but `trio.Cancelled`, so it has no exception-group
+        policy.
+        """
+        if not self._is_full():
+            await trio.lowlevel.checkpoint()
+            return
+        while self._is_full():
             await self._room.park()
+
+    def _is_full(self) -> bool:
+        # Full, and open: a reader is still expected to make room.
+        return not self._closed and len(self._buffer) >= self._capacity
 
     def wake(self) -> None:
         """Wake readers so that they notice a closed runner."""
@@ -143,6 +160,15 @@ class ResultSubscription:
         await trio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> Self:
+        """Enter the ``async with`` block: the subscription is already live.
+
+        A checkpoint (so entering can be cancelled, like any trio ``async
+        with``). The subscription was made by `TaskRunner.subscribe_results`,
+        before entering; cancelling the entry therefore leaves it subscribed
+        until `close` is called, so enter it right where it is made. Leaving
+        the block closes it, whatever the block raised; it raises no error of
+        its own and never wraps the block's error in a group.
+        """
         await trio.lowlevel.checkpoint()
         return self
 
