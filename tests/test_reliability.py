@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -627,3 +628,85 @@ async def test_logging_goes_through_trunner_loggers(
             await runner.wait_idle()
 
     assert [r.name for r in caplog.records] == ["trunner.runner"]
+
+
+class _BlockingCall:
+    """A sync function for a worker thread that blocks until released."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+        self.running = 0
+        self.most_running = 0
+
+    def __call__(self) -> str:
+        with self.lock:
+            self.calls += 1
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        self.started.set()
+        self.release.wait(10)  # real seconds: a bound, never reached
+        with self.lock:
+            self.running -= 1
+        return "done"
+
+    async def wait_started(self) -> None:
+        assert await trio.to_thread.run_sync(self.started.wait, 10)
+        self.started.clear()
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel", "thread"])
+async def test_timed_out_thread_call_is_retried_only_once_it_has_ended(
+    mock_clock: trio.testing.MockClock, kind: str
+) -> None:
+    # Issue 8, item 2: the retry started while the timed-out call still ran.
+    call = _BlockingCall()
+    policy = RetryPolicy(max_attempts=3, initial_delay=0, jitter=0)
+    traits = trunner.TaskTraits(may_block=True)
+    async with trunner.open_scheduler() as scheduler:
+        if kind == "sequenced":
+            runner: trunner.TaskRunner = scheduler.create_sequenced_runner()
+        elif kind == "parallel":
+            runner = scheduler.create_parallel_runner(max_concurrency=4)
+        else:
+            runner = scheduler.create_thread_runner()
+        handle = runner.post_task(call, traits=traits, timeout=1, retry=policy)
+        await call.wait_started()
+
+        mock_clock.jump(1)
+        await trio.testing.wait_all_tasks_blocked()
+        attempts_while_running = handle.attempts
+        call.release.set()
+        result = await handle.wait()
+
+    assert attempts_while_running == 1
+    assert result == "done"
+    assert call.calls == 2
+    assert call.most_running == 1
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel"])
+async def test_timed_out_thread_call_keeps_its_worker_slot_until_it_ends(
+    mock_clock: trio.testing.MockClock, kind: str
+) -> None:
+    call = _BlockingCall()
+    traits = trunner.TaskTraits(may_block=True)
+    async with trunner.open_scheduler(max_workers=1) as scheduler:
+        if kind == "sequenced":
+            runner: trunner.TaskRunner = scheduler.create_sequenced_runner()
+        else:
+            runner = scheduler.create_parallel_runner(max_concurrency=2)
+        timed_out = runner.post_task(call, traits=traits, timeout=1)
+        await call.wait_started()
+        other = scheduler.create_sequenced_runner().post_task(trio.sleep, 0)
+
+        mock_clock.jump(1)
+        await trio.testing.wait_all_tasks_blocked()
+        other_state_while_running = other.state
+        call.release.set()
+        await other.wait()
+
+    assert timed_out.state is TaskState.FAILED
+    assert other_state_while_running is TaskState.PENDING

@@ -169,6 +169,18 @@ async def join_stragglers(stragglers: list[trio.Event]) -> None:
             await stragglers.pop().wait()
 
 
+async def wait_stragglers() -> None:
+    """Wait, cancellably, for the current sequence's abandoned thread calls to end.
+
+    Unlike `join_stragglers` it leaves them in the list: if it is cancelled,
+    the consumer still joins them before it moves on.
+    """
+    slot = sequence_var.get(None)
+    if slot is not None:
+        for finished in list(slot.stragglers):
+            await finished.wait()
+
+
 async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> bool:
     """Before a task starts: take a rate-limit token, then a scheduler slot.
 
@@ -291,6 +303,9 @@ async def run_full(
                 runner._end(handle, _FAILED, error)
                 return
             await trio.sleep(policy.backoff(attempt))
+            # An attempt that timed out in a thread is still running there: the
+            # next attempt (and any slot given back below) waits for its end.
+            await wait_stragglers()
             attempt += 1
             runner._retries += 1
             handle._attempts = attempt

@@ -133,10 +133,12 @@ class WorkerPoolRunner(TaskRunner):
                             await run_task(self, handle, scope)
                         finally:
                             slot.token = None
-                            if limited:
-                                release_slot(self)
+                            # A thread call abandoned at a timeout still runs:
+                            # it keeps the worker and the slot.
                             if slot.stragglers:
                                 await join_stragglers(slot.stragglers)
+                            if limited:
+                                release_slot(self)
                         if self._blocked:
                             await self._deliver_blocked()
                         if handle._flags & CANCEL_REQUESTED:

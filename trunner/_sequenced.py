@@ -169,10 +169,12 @@ class ChannelRunner(TaskRunner):
                                     await run_task(self, handle, scope)
                             finally:
                                 self._current = None
-                                if limited:
-                                    release_slot(self)
+                                # A thread call abandoned at a timeout still
+                                # runs: it keeps the sequence and the slot.
                                 if slot.stragglers:
                                     await join_stragglers(slot.stragglers)
+                                if limited:
+                                    release_slot(self)
                         if self._blocked:
                             await self._deliver_blocked()
                             clock = None
