@@ -710,3 +710,30 @@ async def test_timed_out_thread_call_keeps_its_worker_slot_until_it_ends(
 
     assert timed_out.state is TaskState.FAILED
     assert other_state_while_running is TaskState.PENDING
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 10, 1024, 1025, 5000, 10**9])
+def test_retry_backoff_is_capped_by_max_delay_at_every_attempt(attempt: int) -> None:
+    # Issue 8, item 8: multiplier ** (attempt - 1) overflowed at attempt 1025.
+    policy = RetryPolicy(max_attempts=5000, max_delay=0.01, jitter=0)
+    unbounded = RetryPolicy(max_attempts=5000, max_delay=float("inf"), jitter=0)
+
+    delay = policy.backoff(attempt)
+
+    assert delay == min(0.01, 0.1 * 2.0 ** min(attempt - 1, 60))
+    assert unbounded.backoff(attempt) == (
+        0.1 * 2.0 ** (attempt - 1) if attempt <= 1024 else float("inf")
+    )
+
+
+async def test_task_retried_thousands_of_times_waits_max_delay_each_time(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    policy = RetryPolicy(max_attempts=5000, max_delay=0.01, jitter=0)
+    async with trunner.open_sequenced_runner() as runner:
+        start = trio.current_time()
+
+        result = await runner.post_task(flaky(4999), retry=policy).wait()
+
+    assert result == "ok after 5000"
+    assert trio.current_time() - start == pytest.approx(4999 * 0.01)

@@ -1659,3 +1659,12 @@ async def test_burst_workers_retire_under_a_trickle_of_calls(
         assert pool.statistics().active_workers == 2
         assert pool.statistics().burst_workers == 0
     assert served <= {1, 2}
+
+
+def test_create_backoff_stays_capped_after_thousands_of_failures() -> None:
+    # Issue 8, item 8, same class: 2.0 ** (failures - 1) overflowed at 1025.
+    from trunner._resource_pool._records import backoff
+
+    delays = [backoff(n) for n in (1, 2, 1025, 10**6)]
+
+    assert delays == [0.1, 0.2, BACKOFF_MAX, BACKOFF_MAX]

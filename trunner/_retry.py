@@ -13,6 +13,31 @@ from ._util import check_duration
 _rng: Final = random.Random()
 
 
+def capped_backoff(
+    initial_delay: float, multiplier: float, max_delay: float, attempt: int
+) -> float:
+    """Return ``min(max_delay, initial_delay * multiplier ** (attempt - 1))``.
+
+    Exact for every ``attempt >= 1``, however large: the power is never
+    computed once it would pass the cap, so it cannot overflow (attempt 1025
+    of a doubling backoff would). The shared formula of `RetryPolicy`, the
+    durable retries of `trunner.jobs` and the resource pool's re-creates.
+    """
+    if initial_delay <= 0 or max_delay <= 0:
+        return 0.0 if initial_delay <= 0 else max_delay
+    exponent = attempt - 1
+    if exponent <= 0 or multiplier == 1:
+        return min(max_delay, initial_delay)
+    if exponent * math.log(multiplier) > math.log(max_delay / initial_delay) + 1:
+        # Well past the cap (the margin absorbs rounding): skip the power.
+        # Never taken for max_delay=inf, whose log is inf.
+        return max_delay
+    try:
+        return min(max_delay, initial_delay * multiplier**exponent)
+    except OverflowError:  # only with an infinite max_delay
+        return max_delay
+
+
 def _check_delay(
     instance: object, attribute: attrs.Attribute[float], value: float
 ) -> None:
@@ -100,8 +125,9 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Return the seconds to wait after failed attempt ``attempt`` (1-based)."""
-        base = self.initial_delay * self.multiplier ** (attempt - 1)
-        delay = min(self.max_delay, base)
+        delay = capped_backoff(
+            self.initial_delay, self.multiplier, self.max_delay, attempt
+        )
         if self.jitter:
             delay *= 1 + self.jitter * _rng.uniform(-1.0, 1.0)
         return max(0.0, delay)

@@ -14,6 +14,7 @@ import trio
 
 from .._errors import PoolClosedError
 from .._metrics import DurationRecorder, RateMeter
+from .._retry import capped_backoff
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,7 +62,7 @@ KILLED_MESSAGE: Final = (
 
 def backoff(failures: int) -> float:
     """Return the nap before the next ``create()`` after ``failures`` failures."""
-    return min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** (failures - 1))
+    return capped_backoff(BACKOFF_INITIAL, 2.0, BACKOFF_MAX, failures)
 
 
 def closed_error() -> PoolClosedError:
