@@ -101,3 +101,80 @@ async def test_reply_runner_defaults_to_current_runner() -> None:
     async with trunner.open_sequenced_runner() as runner:
         with pytest.raises(TypeError, match="reply_runner"):
             runner.post_task_and_reply(lambda: None, lambda: None, reply_runner=3)  # type: ignore[arg-type]  # on purpose
+
+
+async def _async_noop() -> None:
+    await trio.lowlevel.checkpoint()
+
+
+def _make_runner(scheduler: trunner.Scheduler, kind: str) -> trunner.TaskRunner:
+    if kind == "sequenced":
+        return scheduler.create_sequenced_runner()
+    if kind == "parallel":
+        return scheduler.create_parallel_runner(max_concurrency=2)
+    return scheduler.create_thread_runner()
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel", "thread"])
+@pytest.mark.parametrize("with_result", [False, True])
+async def test_reply_that_is_not_callable_posts_nothing(
+    kind: str, with_result: bool
+) -> None:
+    # Issue 8, item 4: the task was posted (and ran) before the reply was checked,
+    # and the message named ``fn``.
+    ran: list[str] = []
+    async with trunner.open_scheduler() as scheduler:
+        runner = _make_runner(scheduler, kind)
+        post = (
+            runner.post_task_and_reply_with_result
+            if with_result
+            else runner.post_task_and_reply
+        )
+
+        with pytest.raises(TypeError, match=r"^reply must be callable, not 42$"):
+            post(lambda: ran.append("task"), 42, reply_runner=runner)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # the bad input under test
+
+        await trunner.testing.run_until_idle()
+        assert ran == []
+        assert runner.statistics() == trunner.RunnerStatistics(0, 0, 0, 0, 0, 0, 0)
+
+
+async def test_async_reply_for_a_thread_runner_posts_nothing() -> None:
+    ran: list[str] = []
+    async with trunner.open_scheduler() as scheduler:
+        worker = scheduler.create_sequenced_runner()
+        home = scheduler.create_thread_runner()
+
+        with pytest.raises(TypeError, match=r"^reply must be a plain function"):
+            worker.post_task_and_reply(
+                lambda: ran.append("task"), _async_noop, reply_runner=home
+            )
+
+        await trunner.testing.run_until_idle()
+        assert ran == []
+        assert worker.statistics().succeeded == 0
+
+
+async def test_batch_with_one_bad_function_posts_nothing() -> None:
+    ran: list[str] = []
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_thread_runner()
+
+        with pytest.raises(TypeError, match=r"^every item of fns must be a plain"):
+            runner.post_tasks([lambda: ran.append("first"), _async_noop])
+
+        await trunner.testing.run_until_idle()
+        assert ran == []
+        assert runner.statistics().succeeded == 0
+
+
+async def test_send_task_checks_its_arguments_before_waiting_for_room() -> None:
+    async with trunner.open_sequenced_runner(max_pending=1) as runner:
+        blocker = runner.post_task(trio.sleep_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        runner.post_task(trio.sleep, 0)
+
+        with trio.fail_after(1), pytest.raises(TypeError, match=r"^timeout must be"):
+            await runner.send_task(trio.sleep, 0, timeout="soon")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]  # the bad input under test
+
+        blocker.cancel()

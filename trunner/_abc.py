@@ -305,11 +305,14 @@ class TaskRunner(abc.ABC):
         name: str | None,
         retry: RetryPolicy | None,
         timeout: float | None,
+        what: str = "fn",
     ) -> TaskOptions | None:
+        # Every check of a post, made before anything is posted; ``what``
+        # names the function's argument in the messages.
         if not callable(fn):
-            raise TypeError(f"fn must be callable, not {fn!r}")
+            raise TypeError(f"{what} must be callable, not {fn!r}")
         if traits is None and name is None and retry is None and timeout is None:
-            if self._offloads(fn, args, self._traits):
+            if self._offloads(fn, args, self._traits, what):
                 return self._offload_opts
             return self._default_opts
         if traits is None:
@@ -320,7 +323,7 @@ class TaskRunner(abc.ABC):
             raise TypeError(f"name must be a str, not {name!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
-        offload = self._offloads(fn, args, traits)
+        offload = self._offloads(fn, args, traits, what)
         base = self._offload_opts
         return base.evolve(
             traits=traits,
@@ -331,9 +334,12 @@ class TaskRunner(abc.ABC):
         )
 
     def _offloads(
-        self, fn: object, args: tuple[object, ...], traits: TaskTraits
+        self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
     ) -> bool:
-        """Whether ``fn`` runs in a worker thread (``may_block`` on a sync function)."""
+        """Whether ``fn`` runs in a worker thread (``may_block`` on a sync function).
+
+        A runner that cannot run ``fn`` raises `TypeError` naming ``what``.
+        """
         return traits.may_block and not is_async_callable(fn)
 
     def _refuse(self) -> RunnerClosedError:
@@ -429,6 +435,30 @@ class TaskRunner(abc.ABC):
             self._fire_on_queued(handle, opts)
         return handle
 
+    def _post_checked(
+        self, fn: AnyCallable, args: tuple[object, ...], opts: TaskOptions | None
+    ) -> TaskHandle[object]:
+        """Post a task whose options were checked: `post_task` past its checks.
+
+        `post_task` keeps its own copy of these lines: it is the hottest path,
+        and one Python call is a measurable part of a post.
+        """
+        if threading.get_ident() != self._trio_thread:
+            return self._post_from_thread(fn, args, opts, 0.0)
+        if self._phase:
+            return self._post_while_closing(fn, args, opts)
+        if self._max_pending is not None and self._pending >= self._max_pending:
+            raise self._full()
+        handle: TaskHandle[object] = TaskHandle(
+            self, fn, args, next_id(), opts, self._now()
+        )
+        self._live[handle._id] = handle
+        self._pending += 1
+        self._push(handle)
+        if opts is not None and opts.on_queued:
+            self._fire_on_queued(handle, opts)
+        return handle
+
     @overload
     def post_tasks(
         self,
@@ -455,17 +485,21 @@ class TaskRunner(abc.ABC):
             TypeError: if one of ``fns`` is not callable; nothing is posted then.
         """
         batch = list(fns)
-        for fn in batch:
-            if not callable(fn):
-                raise TypeError(
-                    f"every function of the batch must be callable, not {fn!r}"
-                )
+        options = [
+            self._options_for(fn, (), traits, None, None, None, "every item of fns")
+            for fn in batch
+        ]
+        if self._phase == _CLOSED or (self._phase and runner_var.get(None) is not self):
+            raise self._refuse()
         if (
             self._max_pending is not None
             and self._pending + len(batch) > self._max_pending
         ):
             raise self._full()
-        return [self.post_task(fn, traits=traits) for fn in batch]
+        return [
+            self._post_checked(fn, (), opts)
+            for fn, opts in zip(batch, options, strict=True)
+        ]
 
     def _post_while_closing(
         self,
@@ -599,6 +633,7 @@ class TaskRunner(abc.ABC):
         Raises:
             RunnerClosedError: if the runner is closed, also while waiting.
         """
+        opts = self._options_for(fn, args, traits, name, retry, timeout)
         await trio.lowlevel.checkpoint_if_cancelled()
         while (
             self._max_pending is not None
@@ -606,9 +641,7 @@ class TaskRunner(abc.ABC):
             and not self._phase
         ):
             await self._room.park()
-        handle = self.post_task(
-            fn, *args, traits=traits, name=name, retry=retry, timeout=timeout
-        )
+        handle = self._post_checked(fn, args, opts)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return handle
 
@@ -826,8 +859,9 @@ class TaskRunner(abc.ABC):
             NoCurrentRunnerError: without ``reply_runner``, outside any runner.
         """
         target = self._reply_runner(reply_runner)
-        handle = self.post_task(task)
-        reply_opts = target._options_for(reply, (), None, None, None, None)
+        opts = self._options_for(task, (), None, None, None, None, "task")
+        reply_opts = target._options_for(reply, (), None, None, None, None, "reply")
+        handle = self._post_checked(task, (), opts)
         self._when_done(handle, lambda _: target._post_internal(reply, (), reply_opts))
         return handle
 
@@ -848,8 +882,9 @@ class TaskRunner(abc.ABC):
             The `TaskHandle` of ``task``.
         """
         target = self._reply_runner(reply_runner)
-        handle: TaskHandle[T] = self.post_task(task)  # pyright: ignore[reportAssignmentType]  # task is sync or async: either way its handle gives a T
-        reply_opts = target._options_for(reply, (), None, None, None, None)
+        opts = self._options_for(task, (), None, None, None, None, "task")
+        reply_opts = target._options_for(reply, (), None, None, None, None, "reply")
+        handle: TaskHandle[T] = self._post_checked(task, (), opts)  # type: ignore[assignment]  # task is sync or async: either way its handle gives a T
         self._when_done(
             handle,
             lambda done: target._post_internal(reply, (done.outcome,), reply_opts),
@@ -1187,7 +1222,7 @@ class TaskRunner(abc.ABC):
         """
         if threading.get_ident() != self._trio_thread:
             raise RuntimeError("flush_soon must be called from the Trio thread")
-        opts = self._options_for(callback, args, None, None, None, None)
+        opts = self._options_for(callback, args, None, None, None, None, "callback")
         if self._phase and (self._phase == _CLOSED or runner_var.get(None) is not self):
             raise self._refuse()
         if self._max_pending is not None and self._pending >= self._max_pending:

@@ -80,20 +80,20 @@ class ProcessTaskRunner(WorkerPoolRunner):
         self._nursery.start_soon(self._host, name=f"{self._name}-processes")
 
     def _offloads(
-        self, fn: object, args: tuple[object, ...], traits: TaskTraits
+        self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
     ) -> bool:
         if is_async_callable(fn):
             raise TypeError(
-                f"{fn!r} is an async function, but a ProcessTaskRunner runs plain "
-                "functions in worker processes"
+                f"{what} must be a plain function: {fn!r} is an async function, and "
+                "a ProcessTaskRunner runs plain functions in worker processes"
             )
         try:
             pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as error:
             raise TypeError(
-                f"{fn!r} or its arguments cannot be pickled, so they cannot be sent "
-                f"to a worker process ({error}); use a module-level function and "
-                "picklable arguments"
+                f"{what} {fn!r} or its arguments cannot be pickled, so they cannot "
+                f"be sent to a worker process ({error}); use a module-level "
+                "function and picklable arguments"
             ) from error
         return True
 

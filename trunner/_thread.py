@@ -78,12 +78,13 @@ class SingleThreadTaskRunner(ChannelRunner):
         return self._thread
 
     def _offloads(
-        self, fn: object, args: tuple[object, ...], traits: TaskTraits
+        self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
     ) -> bool:
         if is_async_callable(fn):
             raise TypeError(
-                f"{fn!r} is an async function, but a SingleThreadTaskRunner runs plain "
-                "functions on its thread; post it to a sequenced or parallel runner"
+                f"{what} must be a plain function: {fn!r} is an async function, and "
+                "a SingleThreadTaskRunner runs plain functions on its thread; post "
+                "it to a sequenced or parallel runner"
             )
         return True
 
