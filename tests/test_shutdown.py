@@ -356,3 +356,51 @@ async def test_block_error_while_consumer_waits_for_a_slot_comes_out_as_itself(
         await scenario()
 
     assert trio.current_time() == 0
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel", "thread", "may_block"])
+@pytest.mark.parametrize("delay", [0, 0.5, 5])
+async def test_delayed_task_posted_by_a_block_shutdown_task_during_close_is_skipped(
+    autojump_clock: trio.abc.Clock, kind: str, delay: float
+) -> None:
+    # Issue 8, item 5: on a thread runner (or from a may_block task's thread)
+    # the delayed task was armed on the closing runner and ran.
+    ran: list[str] = []
+    posted: list[trunner.TaskHandle[object]] = []
+    block = TaskTraits(
+        shutdown_behavior=ShutdownBehavior.BLOCK_SHUTDOWN, may_block=True
+    )
+    closing = threading.Event()
+
+    def post_follow_up() -> None:
+        assert closing.wait(10)
+        runner = trunner.current_runner()
+        posted.append(
+            runner.post_delayed_task(ran.append, "late", delay=delay, traits=block)
+        )
+
+    async def post_follow_up_async() -> None:
+        await trio.sleep(1)
+        runner = trunner.current_runner()
+        posted.append(
+            runner.post_delayed_task(ran.append, "late", delay=delay, traits=block)
+        )
+
+    with trio.fail_after(60):
+        async with trunner.open_scheduler() as scheduler:
+            if kind == "thread":
+                runner: trunner.TaskRunner = scheduler.create_thread_runner()
+            elif kind == "parallel":
+                runner = scheduler.create_parallel_runner(max_concurrency=2)
+            else:
+                runner = scheduler.create_sequenced_runner()
+            if kind in ("thread", "may_block"):
+                runner.post_task(post_follow_up, traits=block)
+            else:
+                runner.post_task(post_follow_up_async, traits=block)
+            await trio.testing.wait_all_tasks_blocked()
+            closing.set()
+            await runner.aclose()
+
+    assert ran == []
+    assert [handle.state for handle in posted] == [TaskState.SKIPPED]

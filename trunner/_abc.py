@@ -420,7 +420,7 @@ class TaskRunner(abc.ABC):
         else:
             opts = self._options_for(fn, args, traits, name, retry, timeout)
         if threading.get_ident() != self._trio_thread:
-            return self._post_from_thread(fn, args, opts, 0.0)
+            return self._post_from_thread(fn, args, opts, None)
         if self._phase:
             return self._post_while_closing(fn, args, opts)
         if self._max_pending is not None and self._pending >= self._max_pending:
@@ -444,7 +444,7 @@ class TaskRunner(abc.ABC):
         and one Python call is a measurable part of a post.
         """
         if threading.get_ident() != self._trio_thread:
-            return self._post_from_thread(fn, args, opts, 0.0)
+            return self._post_from_thread(fn, args, opts, None)
         if self._phase:
             return self._post_while_closing(fn, args, opts)
         if self._max_pending is not None and self._pending >= self._max_pending:
@@ -539,10 +539,11 @@ class TaskRunner(abc.ABC):
         fn: AnyCallable,
         args: tuple[object, ...],
         opts: TaskOptions | None,
-        delay: float,
+        delay: float | None,
     ) -> TaskHandle[object]:
         # Another OS thread (for example a task of a SingleThreadTaskRunner):
-        # make the handle here, and let the Trio thread admit it.
+        # make the handle here, and let the Trio thread admit it. ``delay`` is
+        # None for a task that is not delayed.
         own = runner_var.get(None) is self
         if self._phase == _CLOSED or (self._phase and not own):
             raise self._refuse()
@@ -554,14 +555,14 @@ class TaskRunner(abc.ABC):
         return handle
 
     def _admit_from_thread(
-        self, handle: TaskHandle[object], delay: float, own: bool
+        self, handle: TaskHandle[object], delay: float | None, own: bool
     ) -> None:
         if handle._state is not _PENDING:  # cancelled before it got here
             return
         handle._flags = 0
         if self._phase and not own:
             self._finish_unstarted(handle, _SKIPPED)
-        elif delay > 0:
+        elif delay is not None:
             self._delay(handle, delay)
         else:
             handle._queued_at = self._now()
@@ -745,19 +746,22 @@ class TaskRunner(abc.ABC):
         opts = self._options_for(fn, args, traits, name, retry, timeout)
         if threading.get_ident() != self._trio_thread:
             return self._post_from_thread(fn, args, opts, seconds)
-        if self._phase:
-            if self._phase == _CLOSED or runner_var.get(None) is not self:
-                raise self._refuse()
-            skipped: TaskHandle[object] = TaskHandle(
-                self, fn, args, next_id(), opts, 0.0
-            )
-            self._finish_unstarted(skipped, _SKIPPED)
-            return skipped
+        if self._phase and (self._phase == _CLOSED or runner_var.get(None) is not self):
+            raise self._refuse()
         handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, 0.0)
         self._delay(handle, seconds)
         return handle
 
     def _delay(self, handle: TaskHandle[object], seconds: float) -> None:
+        """Arm the timer of a new delayed task, however and wherever it was posted.
+
+        The one place the rule is kept: a delayed task posted while the runner
+        closes (by one of its own tasks, from any thread) is skipped at once,
+        whatever its delay and traits, as those not yet due at the close were.
+        """
+        if self._phase:
+            self._finish_unstarted(handle, _SKIPPED)
+            return
         handle._flags = WAITS_TIMER
         self._delayed += 1
         self._push_timer(trio.current_time() + seconds, handle._id, handle)
