@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import trio
@@ -379,3 +380,73 @@ async def test_infinite_buffer_constant() -> None:
     # The sequence is unbounded unless max_pending says otherwise.
     async with trunner.open_sequenced_runner() as runner:
         assert runner._send.statistics().max_buffer_size == math.inf
+
+
+def _runner_of_kind(scheduler: trunner.Scheduler, kind: str) -> trunner.TaskRunner:
+    if kind == "sequenced":
+        return scheduler.create_sequenced_runner()
+    if kind == "thread":
+        return scheduler.create_thread_runner()
+    return scheduler.create_parallel_runner(max_concurrency=1)
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "thread"])
+async def test_flush_soon_keeps_its_fifo_place_on_a_sequence(kind: str) -> None:
+    # Issue 8, item 3: a, b, cb ran instead of a, cb, b.
+    log: list[str] = []
+    async with trunner.open_scheduler() as scheduler:
+        runner = _runner_of_kind(scheduler, kind)
+        runner.post_task(log.append, "a")
+        runner.flush_soon(log.append, "cb")
+        runner.post_task(log.append, "b")
+        await runner.wait_idle()
+
+    assert log == ["a", "cb", "b"]
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "thread", "parallel"])
+async def test_waiting_flush_soon_callback_is_a_task_like_any_other(
+    kind: str,
+) -> None:
+    ran: list[str] = []
+    gate = threading.Event()
+    async with trunner.open_scheduler() as scheduler:
+        runner = _runner_of_kind(scheduler, kind)
+        runner.post_task(gate.wait, traits=trunner.TaskTraits(may_block=True))
+        await trio.testing.wait_all_tasks_blocked()
+        by_id = runner.flush_soon(ran.append, "by id")
+        by_all = runner.flush_soon(ran.append, "by cancel_all")
+
+        pending = runner.statistics().pending
+        cancelled_by_id = runner.cancel(by_id.id)
+        after_cancel = runner.statistics().pending
+        runner.cancel_all()
+        gate.set()
+        await runner.wait_idle()
+
+    assert pending == 2
+    assert cancelled_by_id is True
+    assert after_cancel == 1
+    assert by_id.state is TaskState.CANCELLED
+    assert by_all.state is TaskState.CANCELLED
+    assert ran == []
+
+
+async def test_flush_soon_on_parallel_runner_waits_for_earlier_tasks_only(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[tuple[str, float]] = []
+
+    async def task(name: str, seconds: float) -> None:
+        await trio.sleep(seconds)
+        log.append((name, trio.current_time()))
+
+    async with trunner.open_parallel_runner(max_concurrency=4) as runner:
+        runner.post_task(task, "a", 2)
+        runner.flush_soon(task, "cb", 0)
+        flush_soon_pending = runner.statistics().pending
+        runner.post_task(task, "b", 1)
+        await runner.wait_idle()
+
+    assert flush_soon_pending == 2  # "a" has not started yet, and the callback
+    assert log == [("b", 1), ("a", 2), ("cb", 2)]

@@ -17,7 +17,7 @@ import heapq
 import math
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, overload
 
 import attrs
 import trio
@@ -28,6 +28,7 @@ from ._execute import offload_call
 from ._handle import (
     CANCEL_REQUESTED,
     WAITS_ADMISSION,
+    WAITS_BARRIER,
     WAITS_SLOT,
     WAITS_TIMER,
     RepeatingHandle,
@@ -183,6 +184,10 @@ class TaskRunner(abc.ABC):
     _wait_times: DurationRecorder = attrs.field(init=False, factory=DurationRecorder)
     _run_times: DurationRecorder = attrs.field(init=False, factory=DurationRecorder)
     _rates: RateMeter = attrs.field(init=False)
+
+    #: Whether the runner runs its tasks one at a time in posting order, so
+    #: that a task's FIFO place is a barrier behind every earlier task.
+    _ordered: ClassVar[bool] = False
 
     def __attrs_post_init__(self) -> None:
         config = self._config
@@ -1043,7 +1048,7 @@ class TaskRunner(abc.ABC):
             handle._flags = flags | CANCEL_REQUESTED
             if flags & WAITS_TIMER:
                 self._delayed -= 1  # its timer entry is dropped when it comes up
-            elif not flags & WAITS_ADMISSION:
+            elif not flags & WAITS_ADMISSION:  # queued, or behind a barrier
                 del self._live[handle._id]
                 self._pending -= 1
                 self._wake_room()
@@ -1217,12 +1222,21 @@ class TaskRunner(abc.ABC):
     ) -> TaskHandle[object]:
         """Post ``callback(*args)`` to run once every task posted before has ended.
 
-        The callback is a task of the runner like any other; it is admitted now
-        (so a closed or full runner refuses it now) and queued when the barrier
-        clears.
+        The callback is a task of the runner like any other from this call on:
+        a closed or full runner refuses it now, and `cancel`, `cancel_all` and
+        ``statistics().pending`` see it. On a sequenced or thread runner it
+        simply keeps its FIFO place (after the tasks posted before it, before
+        those posted after it); on a parallel runner it starts once every task
+        posted before it has ended. Call it on the Trio thread.
 
         Returns:
             The callback's `TaskHandle`.
+
+        Raises:
+            RunnerClosedError: if the runner is closed.
+            QueueFullError: if ``max_pending`` tasks are already waiting.
+            TypeError: if ``callback`` is not callable, or not a function this
+                runner can run.
         """
         if threading.get_ident() != self._trio_thread:
             raise RuntimeError("flush_soon must be called from the Trio thread")
@@ -1232,13 +1246,17 @@ class TaskRunner(abc.ABC):
         if self._max_pending is not None and self._pending >= self._max_pending:
             raise self._full()
         handle: TaskHandle[object] = TaskHandle(
-            self, callback, args, next_id(), opts, 0.0
+            self, callback, args, next_id(), opts, self._now()
         )
-        if self._add_barrier(handle) is None:
-            handle._queued_at = self._now()
-            self._admit(handle)
-        else:
-            handle._flags = WAITS_ADMISSION
+        if self._ordered or self._add_barrier(handle) is None:
+            self._admit(handle)  # a sequence's FIFO is the barrier
+            return handle
+        # Live and pending from now on, queued when its barrier clears.
+        handle._flags = WAITS_BARRIER
+        self._live[handle._id] = handle
+        self._pending += 1
+        if opts is not None and opts.on_queued:
+            self._fire_on_queued(handle, opts)
         return handle
 
     def _add_barrier(self, callback: TaskHandle[object] | None) -> _Barrier | None:
@@ -1266,9 +1284,10 @@ class TaskRunner(abc.ABC):
             barrier.event.set()
             callback = barrier.callback
             if callback is not None and callback._state is _PENDING:
+                # Already live and counted; a close under way has already
+                # skipped it unless it may still run (BLOCK_SHUTDOWN).
                 callback._flags = 0
-                callback._queued_at = self._now()
-                self._admit(callback)
+                self._push(callback)
 
     # ------------------------------------------------------------ closing
 
@@ -1371,8 +1390,11 @@ class TaskRunner(abc.ABC):
         self._update_watching()
         for barrier in barriers:
             barrier.event.set()
-            if barrier.callback is not None and barrier.callback._state is _PENDING:
-                self._finish_unstarted(barrier.callback, _SKIPPED)
+            callback = barrier.callback
+            if callback is not None and callback._state is _PENDING:
+                del self._live[callback._id]
+                self._pending -= 1
+                self._finish_unstarted(callback, _SKIPPED)
 
     def _release_machinery(self) -> None:
         """Mark the machinery done; a subclass may first release what it holds."""

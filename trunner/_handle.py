@@ -28,10 +28,12 @@ next_id: Final = itertools.count(1).__next__
 #: Bits of TaskHandle._flags. A PENDING handle with neither WAITS_* bit is queued.
 CANCEL_REQUESTED: Final = 1
 WAITS_TIMER: Final = 2  # in its runner's timer heap
-WAITS_ADMISSION: Final = 4  # posted from a thread, or behind a flush barrier
+WAITS_ADMISSION: Final = 4  # posted from a thread, not yet admitted
 # Its consumer waits for a rate-limit token or a worker slot for it, in the
 # cancel scope ``_scope``: ending the handle (cancel, skip) stops that wait.
 WAITS_SLOT: Final = 8
+# A flush_soon callback behind its barrier: live and counted pending, not queued.
+WAITS_BARRIER: Final = 16
 
 _PENDING: Final = TaskState.PENDING
 _RUNNING: Final = TaskState.RUNNING

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, ClassVar, Final, final
 
 import attrs
 import trio
@@ -53,6 +53,8 @@ class ChannelRunner(TaskRunner):
     _receive: trio.MemoryReceiveChannel[TaskHandle[object]] = attrs.field(init=False)
     _current: TaskHandle[object] | None = attrs.field(init=False, default=None)
     _scope: trio.CancelScope | None = attrs.field(init=False, default=None)
+
+    _ordered: ClassVar[bool] = True
 
     def _start_machinery(self) -> None:
         self._send, self._receive = trio.open_memory_channel["TaskHandle[object]"](
