@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._errors import TrunnerError
+from .._util import check_duration
 
 
 class JobError(TrunnerError):
@@ -43,10 +44,13 @@ class Retry(Exception):  # a control-flow signal, named as in STYLE.md
     It counts as a failed attempt that is always retried while attempts remain,
     whatever the retry policy's ``retry_on``. ``delay`` (seconds) replaces the
     policy's backoff for this retry. Deliberately not a `TrunnerError`.
+
+    Raises:
+        TypeError, ValueError: if ``delay`` is not a number of seconds >= 0.
     """
 
     def __init__(
         self, reason: str = "retry requested", *, delay: float | None = None
     ) -> None:
         super().__init__(reason)
-        self.delay = delay
+        self.delay = None if delay is None else check_duration("delay", delay)

@@ -170,6 +170,34 @@ class JobRecord:
         )
 
 
+def check_name(what: str, value: object) -> str:
+    """Check a name that a store keeps as text (a job id, a handler, a schedule).
+
+    Names come from users (and CLIs): they are checked whatever the
+    annotations say. Every store must be able to keep the name as it is: it
+    is a non-empty str that encodes to UTF-8 (no lone surrogate such as
+    ``"\\ud800"``) and holds no NUL character.
+
+    Raises:
+        TypeError: if ``value`` is not a str.
+        ValueError: if it is empty or a store could not keep it.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a non-empty str, not {value!r}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{what} must be valid Unicode text, but {value!r} holds a lone "
+            f"surrogate ({value[error.start]!r} at index {error.start})"
+        ) from None
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain a NUL character: {value!r}")
+    return value
+
+
 def _parse(text: str) -> object:
     try:
         return json.loads(text)

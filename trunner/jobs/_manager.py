@@ -31,6 +31,7 @@ import attrs
 import outcome
 import trio
 
+from .._errors import RunnerClosedError
 from .._retry import RetryPolicy
 from .._scheduler import open_scheduler
 from .._traits import Priority, TaskState, TaskTraits
@@ -53,6 +54,7 @@ from ._job import (
     Retention,
     RetrySpec,
     ScheduleRecord,
+    check_name,
 )
 from ._registry import Registry
 from ._serialize import JsonSerializer
@@ -74,7 +76,15 @@ logger: Final = logging.getLogger("trunner.jobs")
 DEFAULT_POLL_INTERVAL: Final = 1.0
 #: Seconds between looks at the schedules.
 SCHEDULE_INTERVAL: Final = 1.0
+#: Seconds before the worker tries a failed store call again; the wait doubles
+#: with each failure in a row, up to `STORE_RETRY_MAX`.
+STORE_RETRY_INITIAL: Final = 0.1
+#: The longest wait between two tries of a failing store: once the store
+#: answers again, the worker resumes within this many seconds.
+STORE_RETRY_MAX: Final = 5.0
 _BLOCKING: Final = TaskTraits(may_block=True)
+#: Seconds the exit waits for the submits made before it to be stored.
+_CLOSE_FLUSH_TIMEOUT: Final = 30.0
 _IfExists = Literal["error", "ignore"]
 
 
@@ -161,6 +171,14 @@ class JobManager:
     _idle: trio.Event | None = attrs.field(init=False, default=None)
     _commit_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
     _changes: ChangeFeed = attrs.field(init=False)
+    _committer_started: bool = attrs.field(init=False, default=False)
+    _committer_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    #: Set once the block has exited: every call then raises RunnerClosedError.
+    _closed: bool = attrs.field(init=False, default=False)
+    #: Failed store calls of the worker in a row (claims, completions).
+    _store_failures: int = attrs.field(init=False, default=0)
+    #: Schedules whose failure to fire is logged already (once each).
+    _bad_schedules: set[str] = attrs.field(init=False, factory=set[str])
 
     def __repr__(self) -> str:
         return f"<JobManager {self._config.name!r} running={len(self._running)}>"
@@ -205,6 +223,13 @@ class JobManager:
         """Stop calling ``listener``; an unknown one is ignored. Not a checkpoint."""
         self._changes.remove(listener)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunnerClosedError(
+                f"{self!r} is closed: its 'async with open_job_manager(...)' block "
+                "has exited; open a new manager"
+            )
+
     # ------------------------------------------------------------ time
 
     def now(self) -> dt.datetime:
@@ -231,7 +256,7 @@ class JobManager:
         return self._registry.handler(name)
 
     def _spec(self, handler: str) -> HandlerSpec | None:
-        _check_name("handler", handler)
+        check_name("handler", handler)
         if self._config.strict or handler in self._registry:
             return self._registry.get(handler)
         return None
@@ -280,8 +305,11 @@ class JobManager:
                 handler's annotation.
             JobExistsError: the id exists and ``if_exists="error"``.
             StoreError: the store failed.
-            TypeError, ValueError: other bad arguments.
+            TypeError, ValueError: other bad arguments (an empty ``job_id``, or
+                one a store cannot keep: a lone surrogate, a NUL character).
+            RunnerClosedError: the manager's block has exited.
         """
+        self._check_open()
         record, json_args = self._new_record(
             job_id, handler, args, priority, run_at, delay, retry, timeout, self.now()
         )
@@ -313,7 +341,7 @@ class JobManager:
         timeout: float | None,
         now: dt.datetime,
     ) -> tuple[JobRecord, object]:
-        _check_name("job_id", job_id)
+        check_name("job_id", job_id)
         spec = self._spec(handler)
         payload, json_args = self._serializer.dump_args_value(spec, args)
         if not isinstance(priority, Priority):
@@ -356,6 +384,10 @@ class JobManager:
         return now
 
     async def _commit(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        if self._committer_done.is_set():
+            # Only while the block exits: its caller is a task of its own.
+            await trio.lowlevel.checkpoint()
+            raise self._closing_error()
         submit = _Submit(record, trio.lowlevel.current_task())
         self._submits.append(submit)
         self._submit_ready.set()
@@ -375,13 +407,31 @@ class JobManager:
         return result
 
     async def _group_commit(self) -> None:
-        with self._commit_scope:
-            await self._group_commit_loop()
+        self._committer_started = True
+        try:
+            with self._commit_scope:
+                await self._group_commit_loop()
+        finally:
+            # Whatever ended the committer, no submit waits for it forever.
+            self._committer_done.set()
+            waiting, self._submits = self._submits, []
+            for submit in waiting:
+                trio.lowlevel.reschedule(
+                    submit.task, outcome.Error(self._closing_error())
+                )
+
+    def _closing_error(self) -> RunnerClosedError:
+        return RunnerClosedError(
+            f"{self!r} closed before this job was stored; open a new manager"
+        )
 
     async def _group_commit_loop(self) -> None:
         # One store transaction per batch: the submits that came while the
-        # previous batch was being written share the next commit.
+        # previous batch was being written share the next commit. At exit
+        # (``_closed``), the submits already made are written, then it ends.
         while True:
+            if self._closed and not self._submits:
+                return
             await self._submit_ready.wait()
             self._submit_ready = trio.Event()
             batch, self._submits = self._submits, []
@@ -391,20 +441,65 @@ class JobManager:
                 submit.taken = True
             try:
                 results = await self._store.insert([s.record for s in batch])
-            except Exception as error:  # every submitter gets the store's error
-                failure = (
-                    error if isinstance(error, StoreError) else StoreError(str(error))
-                )
-                if failure is not error:
-                    failure.__cause__ = error
+            except trio.Cancelled:
+                # Closing, in the middle of a write: whether it committed is
+                # unknown; say so to the waiting submitters.
                 for submit in batch:
-                    trio.lowlevel.reschedule(submit.task, outcome.Error(failure))
+                    trio.lowlevel.reschedule(
+                        submit.task,
+                        outcome.Error(
+                            RunnerClosedError(
+                                f"{self!r} closed while job {submit.record.id!r} "
+                                "was being stored; it may or may not be stored"
+                            )
+                        ),
+                    )
+                raise
+            except Exception as error:
+                if len(batch) == 1:
+                    trio.lowlevel.reschedule(
+                        batch[0].task, outcome.Error(_store_error(error))
+                    )
+                else:
+                    await self._commit_one_by_one(batch, error)
                 continue
             reschedule = trio.lowlevel.reschedule
             for submit, result in zip(batch, results, strict=True):
                 if result[1]:  # inserted: published before anything can claim it
                     self._changes.publish_record(result[0])
                 reschedule(submit.task, outcome.Value(result))
+
+    async def _commit_one_by_one(self, batch: list[_Submit], error: Exception) -> None:
+        """Insert the jobs of a failed batch alone: one bad job fails only itself.
+
+        Two failures in a row mean the store itself fails (not one bad job):
+        the rest of the batch then gets the batch's error at once, so that
+        an unreachable store fails every submit within a bounded time.
+        """
+        failed_in_a_row = 0
+        for index, submit in enumerate(batch):
+            if failed_in_a_row >= 2:
+                for rest in batch[index:]:
+                    trio.lowlevel.reschedule(
+                        rest.task, outcome.Error(_store_error(error))
+                    )
+                return
+            try:
+                (result,) = await self._store.insert([submit.record])
+            except trio.Cancelled:
+                for rest in batch[index:]:
+                    trio.lowlevel.reschedule(
+                        rest.task, outcome.Error(self._closing_error())
+                    )
+                raise
+            except Exception as alone:
+                failed_in_a_row += 1
+                trio.lowlevel.reschedule(submit.task, outcome.Error(_store_error(alone)))
+            else:
+                failed_in_a_row = 0
+                if result[1]:
+                    self._changes.publish_record(result[0])
+                trio.lowlevel.reschedule(submit.task, outcome.Value(result))
 
     # ------------------------------------------------------------ inspecting
 
@@ -413,7 +508,10 @@ class JobManager:
 
         Raises:
             JobNotFoundError: if there is none.
+            RunnerClosedError: the manager's block has exited.
         """
+        self._check_open()
+        check_name("job_id", job_id)
         record = await self._store.get(job_id)
         if record is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
@@ -427,11 +525,23 @@ class JobManager:
         *,
         offset: int = 0,
     ) -> list[JobInfo]:
-        """Return jobs, newest first, optionally of one state or handler."""
+        """Return jobs, newest first, optionally of one state or handler.
+
+        Raises:
+            TypeError, ValueError: for a bad argument (named in the message).
+            RunnerClosedError: the manager's block has exited.
+        """
+        self._check_open()
+        if handler is not None:
+            check_name("handler", handler)
         if state is not None and not isinstance(state, JobState):
             raise TypeError(f"state must be a JobState, not {state!r}")
         count = check_optional_count("limit", limit)
         assert count is not None
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int >= 0, not {offset!r}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset!r}")
         records = await self._store.list(
             state=state, handler=handler, limit=count, offset=offset
         )
@@ -439,6 +549,7 @@ class JobManager:
 
     async def counts(self) -> dict[JobState, int]:
         """Return how many jobs the store holds in each state."""
+        self._check_open()
         return await self._store.counts()
 
     # ------------------------------------------------------------ cancel, retry, purge
@@ -452,7 +563,10 @@ class JobManager:
 
         Raises:
             JobNotFoundError: if there is no such job.
+            RunnerClosedError: the manager's block has exited.
         """
+        self._check_open()
+        check_name("job_id", job_id)
         now = self.now()
         record = await self._store.request_cancel(job_id, now=now)
         if record is None:
@@ -470,7 +584,10 @@ class JobManager:
         Raises:
             JobNotFoundError: if there is no such job.
             JobStateError: if the job is in another state.
+            RunnerClosedError: the manager's block has exited.
         """
+        self._check_open()
+        check_name("job_id", job_id)
         current = await self._store.get(job_id)
         if current is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
@@ -500,7 +617,11 @@ class JobManager:
 
         Returns:
             How many were deleted.
+
+        Raises:
+            RunnerClosedError: the manager's block has exited.
         """
+        self._check_open()
         before = None
         if older_than is not None:
             before = _later(
@@ -542,7 +663,8 @@ class JobManager:
             retry: as for `submit_job`.
             timeout: as for `submit_job`.
         """
-        _check_name("name", name)
+        self._check_open()
+        check_name("name", name)
         if "@" in name:
             raise ValueError(f"a schedule's name cannot contain '@': {name!r}")
         if (cron is None) == (every is None):
@@ -553,7 +675,12 @@ class JobManager:
             period = None
         else:
             period = check_duration("every", every, allow_zero=False)
-            first = now + dt.timedelta(seconds=period)
+            if math.isinf(period):
+                raise ValueError(
+                    "every must be a finite number of seconds; submit_job with "
+                    "run_at= runs a job once"
+                )
+            first = _later(now, period, "every")
         template, _ = self._new_record(
             f"{name}@", handler, args, priority, None, None, retry, timeout, now
         )
@@ -574,49 +701,81 @@ class JobManager:
 
     async def unschedule(self, name: str) -> bool:
         """Remove the schedule ``name``; return whether it existed."""
+        self._check_open()
+        check_name("name", name)
         return await self._store.delete_schedule(name)
 
     async def list_schedules(self) -> list[ScheduleRecord]:
         """Return every stored schedule."""
+        self._check_open()
         return await self._store.list_schedules()
 
     async def _fire_schedules(self) -> None:
         now = self.now()
+        try:
+            schedules = await self._store.list_schedules()
+        except Exception as error:  # the next look is a second away
+            self._schedule_failed("<every schedule>", error)
+            return
         fired = False
-        for schedule in await self._store.list_schedules():
+        for schedule in schedules:
             if schedule.next_run_at > now:
                 continue
-            if self._config.strict and schedule.handler not in self._registry:
+            if schedule.handler not in self._registry:
                 continue  # a worker that knows the handler will run it
-            tick = schedule.next_run_at
-            policy = (
-                self._config.retry
-                if schedule.retry is None
-                else _policy_from_spec(RetrySpec.from_json(schedule.retry))
-            )
-            job = JobRecord(
-                id=f"{schedule.name}@{tick.isoformat()}",
-                handler=schedule.handler,
-                args=schedule.args,
-                state=JobState.PENDING,
-                priority=schedule.priority,
-                attempts=0,
-                max_attempts=policy.max_attempts,
-                created_at=now,
-                run_at=now,
-                timeout=schedule.timeout,
-                retry=schedule.retry,
-            )
-            # Insert first, then advance: the id is the tick's, so a worker
-            # racing us (or retrying after a crash in between) inserts nothing
-            # new, and only one advance of the tick succeeds.
-            ((_, inserted),) = await self._store.insert([job])
-            fired = fired or inserted
-            await self._store.advance_schedule(
-                schedule.name, expected=tick, next_run_at=_next_tick(schedule, now)
-            )
+            try:
+                fired = await self._fire(schedule, now) or fired
+            except Exception as error:  # the others still fire
+                self._schedule_failed(schedule.name, error)
+            else:
+                self._bad_schedules.discard(schedule.name)
         if fired:
             self._want_pump()  # only then: poll_interval rules the idle polling
+
+    async def _fire(self, schedule: ScheduleRecord, now: dt.datetime) -> bool:
+        """Insert the job of the schedule's due tick and advance it; True if new."""
+        tick = schedule.next_run_at
+        next_run_at = _next_tick(schedule, now)
+        policy = (
+            self._config.retry
+            if schedule.retry is None
+            else _policy_from_spec(RetrySpec.from_json(schedule.retry))
+        )
+        job = JobRecord(
+            id=f"{schedule.name}@{tick.isoformat()}",
+            handler=schedule.handler,
+            args=schedule.args,
+            state=JobState.PENDING,
+            priority=schedule.priority,
+            attempts=0,
+            max_attempts=policy.max_attempts,
+            created_at=now,
+            run_at=now,
+            timeout=schedule.timeout,
+            retry=schedule.retry,
+        )
+        # Insert first, then advance: the id is the tick's, so a worker
+        # racing us (or retrying after a crash in between) inserts nothing
+        # new, and only one advance of the tick succeeds.
+        ((_, inserted),) = await self._store.insert([job])
+        await self._store.advance_schedule(
+            schedule.name, expected=tick, next_run_at=next_run_at
+        )
+        return inserted
+
+    def _schedule_failed(self, name: str, error: Exception) -> None:
+        """Log a schedule that cannot fire: once, until it fires again."""
+        if name in self._bad_schedules:
+            logger.debug("schedule %r cannot fire: %r", name, error)
+            return
+        self._bad_schedules.add(name)
+        logger.warning(
+            "schedule %r cannot fire (logged once; retried every %s s): %r",
+            name,
+            SCHEDULE_INTERVAL,
+            error,
+            exc_info=error,
+        )
 
     # ------------------------------------------------------------ running jobs
 
@@ -638,23 +797,60 @@ class JobManager:
             return
         now = self.now()
         lease_until = now + dt.timedelta(seconds=self._config.lease)
-        claimed = await self._store.claim(
-            worker=self._config.name,
-            handlers=handlers,
-            now=now,
-            lease_until=lease_until,
-            limit=free,
-        )
+        try:
+            claimed = await self._store.claim(
+                worker=self._config.name,
+                handlers=handlers,
+                now=now,
+                lease_until=lease_until,
+                limit=free,
+            )
+        except Exception as error:  # never stop: look again after a backoff
+            self._store_failed("claim jobs", error)
+            return
+        self._store_answered()
         for record in claimed:
             self._changes.publish_record(record)
             self._start(record, lease_until)
         if len(claimed) == free:
             return  # full: the next pump comes when a job ends
-        due = await self._store.next_due(handlers=handlers)
+        try:
+            due = await self._store.next_due(handlers=handlers)
+        except Exception as error:
+            self._store_failed("find the next due job", error)
+            return
         wait = self._config.poll_interval
-        if due is not None:
+        if due is not None and (claimed or due > now):
             wait = min(wait, max(0.0, self._seconds_until(due)))
+        # Else a job due now was not claimed (a row the store cannot hand out,
+        # or a race with another worker): wait for the next poll, never spin.
         self._arm_wake(wait)
+
+    def _store_failed(self, what: str, error: Exception) -> None:
+        """Log a failed store call of the worker, and look again after a backoff."""
+        self._store_failures += 1
+        failures = self._store_failures
+        if failures == 1:
+            logger.warning(
+                "could not %s; trying again with backoff: %r", what, error,
+                exc_info=error,
+            )
+        else:
+            logger.debug("could not %s (%d failures in a row)", what, failures)
+        self._arm_wake(self._store_backoff())
+
+    def _store_backoff(self) -> float:
+        """Seconds until the next try: doubles per failure in a row, capped."""
+        exponent = min(self._store_failures - 1, 32)  # 2**32 * 0.1 s: far past the cap
+        return min(STORE_RETRY_MAX, STORE_RETRY_INITIAL * 2.0**exponent)
+
+    def _store_answered(self) -> None:
+        if self._store_failures:
+            logger.warning(
+                "the store answers again after %d failed calls; resuming",
+                self._store_failures,
+            )
+            self._store_failures = 0
 
     def _handler_names(self) -> frozenset[str]:
         return frozenset(self._registry.names())
@@ -725,12 +921,31 @@ class JobManager:
                     state=JobState.CANCELLED,
                     finished_at=now,
                 )
-        except StoreError:
-            logger.exception("job %r ended, but its end could not be stored", record.id)
-        finally:
+        except trio.Cancelled:
             self._running.pop(record.id, None)
-            self._changes.publish_later(record.id)
             self._job_left()
+            raise
+        except Exception as error:
+            if self._store_failures == 0 or self._stopping:
+                logger.warning(
+                    "job %r ended, but its end could not be stored%s: %r",
+                    record.id,
+                    "" if self._stopping else "; trying again with backoff",
+                    error,
+                    exc_info=error,
+                )
+            if not self._stopping and running.stop_reason != "lease":
+                # Keep the job (and its lease, renewed) until its end is stored.
+                self._store_failures += 1
+                self._control.post_delayed_task(
+                    self._ended, running, delay=self._store_backoff()
+                )
+                return
+        else:
+            self._store_answered()
+        self._running.pop(record.id, None)
+        self._changes.publish_later(record.id)
+        self._job_left()
 
     async def _succeeded(
         self, record: JobRecord, handle: TaskHandle[object], now: dt.datetime
@@ -753,29 +968,42 @@ class JobManager:
     async def _failed(
         self, record: JobRecord, error: BaseException, now: dt.datetime
     ) -> None:
+        try:
+            run_at = self._retry_at(record, error, now)
+        except Exception as ours:  # a bad stored policy: the job fails with it
+            ours.__context__ = error
+            await self._store_failure(record.id, ours, now)
+            return
+        if run_at is None:
+            await self._store_failure(record.id, error, now)
+            return
+        await self._store.requeue(
+            record.id,
+            worker=self._config.name,
+            run_at=run_at,
+            error=_error_text(error),
+            now=now,
+        )
+        self._arm_wake(self._seconds_until(run_at))
+
+    def _retry_at(
+        self, record: JobRecord, error: BaseException, now: dt.datetime
+    ) -> dt.datetime | None:
+        """When the failed attempt's job runs again, or None if it does not."""
         policy = (
             self._config.retry
             if record.retry is None
             else _policy_from_spec(RetrySpec.from_json(record.retry))
         )
         retried = isinstance(error, (Retry, *policy.retry_on))
-        if retried and record.attempts < record.max_attempts:
-            delay = (
-                error.delay
-                if isinstance(error, Retry) and error.delay is not None
-                else None
-            )
-            wait = policy.backoff(record.attempts) if delay is None else delay
-            await self._store.requeue(
-                record.id,
-                worker=self._config.name,
-                run_at=now + dt.timedelta(seconds=wait),
-                error=_error_text(error),
-                now=now,
-            )
-            self._arm_wake(wait)
-            return
-        await self._store_failure(record.id, error, now)
+        if not retried or record.attempts >= record.max_attempts:
+            return None
+        delay = (
+            error.delay if isinstance(error, Retry) and error.delay is not None else None
+        )
+        # The policy caps its backoff at max_delay, whatever the attempt.
+        wait = policy.backoff(record.attempts) if delay is None else delay
+        return _later(now, wait, "the retry's backoff")
 
     async def _store_failure(
         self, job_id: str, error: BaseException, now: dt.datetime
@@ -889,6 +1117,15 @@ class JobManager:
         self._want_pump()
         await trio.lowlevel.checkpoint()
 
+    async def _close(self) -> None:
+        """Refuse every call from now on; write the submits already made first."""
+        self._closed = True
+        if self._committer_started:
+            self._submit_ready.set()  # the committer sees _closed, flushes, ends
+            with trio.move_on_after(_CLOSE_FLUSH_TIMEOUT):
+                await self._committer_done.wait()
+        self._commit_scope.cancel()
+
     async def _drain(self) -> None:
         """Stop claiming; give running jobs the grace period; hand back the rest."""
         self._stopping = True
@@ -914,12 +1151,13 @@ def _later(when: dt.datetime, seconds: float, what: str) -> dt.datetime:
         ) from None
 
 
-def _check_name(what: str, value: object) -> None:
-    # Names come from users (and CLIs): check them whatever the annotations say.
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a non-empty str, not {value!r}")
-    if not value:
-        raise ValueError(f"{what} must not be empty")
+def _store_error(error: Exception) -> StoreError:
+    """The `StoreError` a caller gets for ``error``, raised by a store call."""
+    if isinstance(error, StoreError):
+        return error
+    failure = StoreError(f"the store failed: {error!r}")
+    failure.__cause__ = error
+    return failure
 
 
 def _policy_from_spec(spec: RetrySpec) -> RetryPolicy:
@@ -1052,7 +1290,8 @@ async def open_job_manager(
                     if manager._executor is not None:
                         manager._executor.shutdown()
         finally:
-            manager._commit_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await manager._close()
             with trio.CancelScope(shield=True), trio.move_on_after(30):
                 await store.disconnect()
 

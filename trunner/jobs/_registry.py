@@ -11,6 +11,7 @@ import attrs
 
 from .._util import describe
 from ._errors import UnknownHandlerError
+from ._job import check_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -170,6 +171,7 @@ def _check_name(name: object) -> None:
         raise TypeError(f"a handler name must be a str, not {name!r}")
     if not name:
         raise ValueError("a handler name must not be empty")
+    check_name("a handler name", name)  # and one that every store can keep
 
 
 def _unwrap(fn: AnyCallable) -> AnyCallable:

@@ -151,6 +151,10 @@ _CLAIM_UPDATE: Final = (
     "UPDATE trunner_jobs SET state = 'running', worker = ?, lease_until = ?, "
     "started_at = ?, attempts = attempts + 1, cancel_requested = 0 WHERE seq = ?"
 )
+_FAIL_CORRUPTED: Final = (
+    "UPDATE trunner_jobs SET state = 'failed', error = ?, finished_at = ?, "
+    "worker = ?, lease_until = NULL WHERE seq = ? AND state = 'pending'"
+)
 _SCHEDULE_COLUMNS: Final = (
     "name, handler, args, cron, every, next_run_at, priority, timeout, retry, "
     "created_at"
@@ -585,9 +589,12 @@ class _Database:
             params = (now_ts, *handlers)
         with self._write() as conn:
             window = limit
+            # Corrupted due rows: (seq, why). Each fails its own job, once.
+            bad: builtins.list[tuple[object, str]] = []
             while True:
                 rows = conn.execute(sql, (*params, window)).fetchall()
                 taken: builtins.list[JobRecord] = []
+                bad = []
                 for row in rows:
                     # The record as the UPDATE below leaves the row.
                     claimed: builtins.list[object] = builtins.list(row)
@@ -599,10 +606,14 @@ class _Database:
                     attempts = claimed[_ATTEMPTS]
                     if isinstance(attempts, int):
                         claimed[_ATTEMPTS] = attempts + 1
-                    taken.extend(self._readable([claimed]))
+                    try:
+                        taken.append(_decode(claimed))
+                    except SerializationError as error:
+                        bad.append((row[_SEQ], str(error)))
+                        continue
                     if len(taken) == limit:
                         break
-                # Corrupted rows are skipped: look further until enough are
+                # Corrupted rows fail below: look further until enough are
                 # taken or there are no more due jobs.
                 if len(taken) == limit or len(rows) < window:
                     break
@@ -610,6 +621,14 @@ class _Database:
             conn.executemany(
                 _CLAIM_UPDATE, [(worker, lease_ts, now_ts, job.seq) for job in taken]
             )
+            if bad:
+                # Left PENDING, a corrupted due row would be due for ever and
+                # each claim would meet it again: it fails, once, saying why.
+                conn.executemany(
+                    _FAIL_CORRUPTED, [(why, now_ts, worker, seq) for seq, why in bad]
+                )
+        for _, why in bad:
+            logger.warning("failing a corrupted job: %s", why)
         return taken
 
     def next_due(self, handlers: tuple[str, ...] | None) -> dt.datetime | None:
@@ -834,7 +853,9 @@ class _Database:
             try:
                 schedules.append(_decode_schedule(row))
             except SerializationError as error:
-                logger.warning("skipping a schedule: %s", error)
+                if ("schedule", row[0]) not in self._reported:  # once each
+                    self._reported.add(("schedule", row[0]))
+                    logger.warning("skipping a schedule: %s", error)
         return schedules
 
     def advance_schedule(
@@ -889,8 +910,9 @@ class SQLiteJobStore:
     others: `get`, `request_cancel` and `reset` of that job raise
     `SerializationError` (changing nothing), and so does an `insert` batch
     with its id (inserting nothing); `list`, `claim` and `expire_leases` leave
-    it out of their results, logging it once to the ``trunner.jobs`` logger (a
-    claim takes the next jobs instead, and leaves it PENDING); `next_due`
+    it out of their results, logging it once to the ``trunner.jobs`` logger; a
+    claim that meets a corrupted due job makes it FAILED, with the reason as
+    its error, and takes the next jobs instead; `next_due`
     ignores a ``run_at`` that is not a number; `counts` counts it only if its
     state is valid; `list_schedules` leaves out a corrupted schedule.
 

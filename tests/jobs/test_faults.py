@@ -1,0 +1,323 @@
+"""The manager against a failing store, bad rows, bad ids and a closed block."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+import trunner
+from trunner.jobs import (
+    JobRecord,
+    JobState,
+    JobStore,
+    MemoryJobStore,
+    SQLiteJobStore,
+    StoreError,
+)
+from trunner.jobs._manager import STORE_RETRY_MAX
+
+from .test_manager import Handlers, manager
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    if request.param == "memory":
+        return MemoryJobStore()
+    return SQLiteJobStore(tmp_path / "jobs.db")
+
+
+class Faulty:
+    """A store whose calls can be made to fail, and that counts them."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.failing: set[str] = set()
+        self.calls: dict[str, int] = {}
+        self.poison: set[str] = set()
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self.store, name)
+
+        async def call(*args: object, **kwargs: object) -> object:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self.failing:
+                await trio.lowlevel.checkpoint()
+                raise StoreError("database is locked")
+            return await method(*args, **kwargs)
+
+        return call
+
+    async def insert(self, jobs: Sequence[JobRecord]) -> object:
+        self.calls["insert"] = self.calls.get("insert", 0) + 1
+        if "insert" in self.failing:
+            await trio.lowlevel.checkpoint()
+            raise StoreError("database is locked")
+        if any(job.id in self.poison for job in jobs):
+            await trio.lowlevel.checkpoint()
+            raise StoreError("the backend refuses this id")
+        return await self.store.insert(jobs)
+
+
+# ---------------------------------------------------------------- item 9
+
+
+async def test_failed_claims_never_stop_the_worker(
+    store: JobStore, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    handlers = Handlers()
+    faulty = Faulty(store)
+    with caplog.at_level(logging.WARNING, logger="trunner.jobs"):
+        async with manager(faulty, handlers, poll_interval=1) as jm:  # type: ignore[arg-type]  # duck-typed
+            faulty.failing.add("claim")
+            await jm.submit_job("during", "email", {"to": "a"})
+            await trio.sleep(120)  # two minutes of "database is locked"
+            claims_while_failing = faulty.calls["claim"]
+            assert handlers.runs("email") == []
+            faulty.failing.clear()
+            t0 = trio.current_time()
+            await jm.submit_job("after", "email", {"to": "b"})
+            while len(handlers.runs("email")) < 2:
+                await trio.sleep(0.01)
+            resumed_after = trio.current_time() - t0
+            assert (await jm.get_job("after")).state is JobState.SUCCEEDED
+
+    assert resumed_after <= STORE_RETRY_MAX  # by itself, within the capped backoff
+    # Capped exponential backoff: neither a spin nor a give-up.
+    assert 120 / STORE_RETRY_MAX <= claims_while_failing <= 120 / STORE_RETRY_MAX + 10
+    warnings = [r for r in caplog.records if "could not claim" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage, not once per try
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+
+
+async def test_failed_completion_is_stored_once_the_store_answers(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    handlers = Handlers()
+    faulty = Faulty(store)
+    async with manager(faulty, handlers, lease=30) as jm:  # type: ignore[arg-type]  # duck-typed
+        await jm.submit_job("job", "sleep", 1.0)
+        await trio.sleep(0.5)
+        faulty.failing.add("complete")
+        await trio.sleep(5)
+        assert (await jm.get_job("job")).state is JobState.RUNNING
+        faulty.failing.clear()
+        await trio.sleep(STORE_RETRY_MAX)
+        info = await jm.get_job("job")
+    assert (info.state, info.attempts) == (JobState.SUCCEEDED, 1)
+    assert handlers.sleeps() == [1.0]  # stored, not run again after its lease
+
+
+async def test_failed_schedule_look_never_stops_the_schedules(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    handlers = Handlers()
+    faulty = Faulty(store)
+    async with manager(faulty, handlers) as jm:  # type: ignore[arg-type]  # duck-typed
+        await jm.schedule("tick", "email", {"to": "tick"}, every=10)
+        faulty.failing.add("list_schedules")
+        await trio.sleep(25)
+        faulty.failing.clear()
+        await trio.sleep(10)
+    times = [round(when) for kind, _, when in handlers.log if kind == "email"]
+    assert times == [25, 30]  # the two missed ticks once, then the next tick
+
+
+# ---------------------------------------------------------------- item 10
+
+
+def _corrupt(path: Path, sql: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(sql)
+    conn.close()
+
+
+async def test_a_corrupted_due_row_fails_once_and_the_worker_keeps_its_pace(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    path = tmp_path / "jobs.db"
+    handlers = Handlers()
+    async with trunner.open_scheduler():
+        store = SQLiteJobStore(path)
+        async with manager(store, handlers, worker=False) as admin:
+            await admin.submit_job("bad", "email", {"to": "bad"})
+    _corrupt(path, "UPDATE trunner_jobs SET created_at = 'garbage' WHERE id = 'bad'")
+
+    faulty = Faulty(SQLiteJobStore(path))
+    async with manager(faulty, handlers, poll_interval=1) as jm:  # type: ignore[arg-type]  # duck-typed
+        await trio.sleep(30)
+        await jm.submit_job("good", "email", {"to": "good"})
+        await trio.sleep(1)
+        counts = await jm.counts()
+        good = await jm.get_job("good")
+    assert good.state is JobState.SUCCEEDED
+    assert handlers.runs("email") == ["good"]
+    assert counts[JobState.FAILED] == 1  # the corrupted job, failed once
+    assert counts[JobState.PENDING] == 0
+    # About one claim per poll_interval, not thousands.
+    assert faulty.calls["claim"] <= 40
+
+    conn = sqlite3.connect(path)
+    state, error = conn.execute(
+        "SELECT state, error FROM trunner_jobs WHERE id = 'bad'"
+    ).fetchone()
+    conn.close()
+    assert state == "failed"
+    assert "corrupted" in error
+
+
+async def test_a_due_job_that_is_never_handed_out_does_not_make_the_worker_spin(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    # Whatever the store (Redis, PostgreSQL, ...), a due job that claims never
+    # return makes the worker wait for its next poll, not look again at once.
+    class Stuck(Faulty):
+        async def claim(self, **kwargs: object) -> list[JobRecord]:
+            self.calls["claim"] = self.calls.get("claim", 0) + 1
+            await trio.lowlevel.checkpoint()
+            return []
+
+    stuck = Stuck(store)
+    async with manager(stuck, Handlers(), poll_interval=1) as jm:  # type: ignore[arg-type]  # duck-typed
+        await jm.submit_job("due", "email", {"to": "a"})
+        await trio.sleep(10)
+    assert stuck.calls["claim"] <= 15
+
+
+# ---------------------------------------------------------------- item 11
+
+
+@pytest.mark.parametrize("bad", ["bad-\ud800", "nul-\x00", "\udfff"])
+async def test_ids_a_store_cannot_keep_are_refused_at_submit(
+    store: JobStore, bad: str, autojump_clock: trio.abc.Clock
+) -> None:
+    handlers = Handlers()
+    results: dict[str, object] = {}
+    async with manager(store, handlers, worker=False) as jm:
+
+        async def submit(job_id: str) -> None:
+            try:
+                results[job_id] = (await jm.submit_job(job_id, "email", {"to": "x"})).id
+            except ValueError as error:
+                results[job_id] = error
+
+        async with trio.open_nursery() as nursery:
+            for job_id in ["a", "b", bad, "c", "d"]:
+                nursery.start_soon(submit, job_id)
+        error = results.pop(bad)
+        stored = [info.id for info in await jm.list_jobs()]
+        with pytest.raises(ValueError, match="job_id"):
+            await jm.get_job(bad)
+    assert isinstance(error, ValueError)
+    assert "job_id" in str(error)
+    assert results == {"a": "a", "b": "b", "c": "c", "d": "d"}
+    assert sorted(stored) == ["a", "b", "c", "d"]
+
+
+async def test_one_refused_job_fails_only_its_own_submit(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    faulty = Faulty(store)
+    faulty.poison.add("poison")
+    results: dict[str, object] = {}
+    async with manager(faulty, Handlers(), worker=False) as jm:  # type: ignore[arg-type]  # duck-typed
+
+        async def submit(job_id: str) -> None:
+            try:
+                results[job_id] = (await jm.submit_job(job_id, "email", {"to": "x"})).id
+            except StoreError as error:
+                results[job_id] = error
+
+        async with trio.open_nursery() as nursery:
+            for job_id in ["a", "b", "poison", "c", "d"]:
+                nursery.start_soon(submit, job_id)
+        stored = sorted(info.id for info in await jm.list_jobs())
+    assert isinstance(results.pop("poison"), StoreError)
+    assert results == {"a": "a", "b": "b", "c": "c", "d": "d"}
+    assert stored == ["a", "b", "c", "d"]
+    assert faulty.calls["insert"] <= 2 + 5  # a batch, then one by one
+
+
+async def test_an_unreachable_store_fails_a_batch_at_once(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    faulty = Faulty(store)
+    async with manager(faulty, Handlers(), worker=False) as jm:  # type: ignore[arg-type]  # duck-typed
+        faulty.failing.add("insert")
+        errors: list[BaseException] = []
+
+        async def submit(job_id: str) -> None:
+            try:
+                await jm.submit_job(job_id, "email", {"to": "x"})
+            except StoreError as error:
+                errors.append(error)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(20):
+                nursery.start_soon(submit, f"job-{index}")
+        faulty.failing.clear()
+    assert len(errors) == 20
+    assert faulty.calls["insert"] <= 1 + 2  # not one try per job
+
+
+# ---------------------------------------------------------------- item 12
+
+
+async def test_every_call_after_the_block_raises_runner_closed(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    async with manager(store, Handlers()) as jm:
+        await jm.submit_job("done", "email", {"to": "x"})
+        await trio.sleep(1)
+    calls = {
+        "submit_job": lambda: jm.submit_job("new", "email", {"to": "x"}),
+        "get_job": lambda: jm.get_job("done"),
+        "list_jobs": lambda: jm.list_jobs(),
+        "counts": lambda: jm.counts(),
+        "cancel_job": lambda: jm.cancel_job("done"),
+        "retry_job": lambda: jm.retry_job("done"),
+        "purge": lambda: jm.purge(),
+        "schedule": lambda: jm.schedule("s", "email", {"to": "x"}, every=5),
+        "unschedule": lambda: jm.unschedule("s"),
+        "list_schedules": lambda: jm.list_schedules(),
+    }
+    for name, call in calls.items():
+        with trio.fail_after(5), pytest.raises(trunner.RunnerClosedError, match="closed"):
+            await call()
+        del name
+
+
+async def test_a_submit_racing_the_exit_is_stored_or_refused_never_hung(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    outcomes: list[object] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            async with manager(store, Handlers(), worker=False) as jm:
+
+                async def submit(job_id: str) -> None:
+                    try:
+                        info = await jm.submit_job(job_id, "email", {"to": job_id})
+                    except trunner.RunnerClosedError as error:
+                        outcomes.append(error)
+                    else:
+                        outcomes.append(info.id)
+
+                for index in range(6):
+                    nursery.start_soon(submit, f"job-{index}")
+                    if index % 2:
+                        await trio.lowlevel.checkpoint()
+            # The block exits while the submits are being made.
+        async with manager(store, Handlers(), worker=False) as check:
+            stored = sorted(info.id for info in await check.list_jobs())
+    assert len(outcomes) == 6
+    made = sorted(o for o in outcomes if isinstance(o, str))
+    assert made  # those that reached the manager before its exit are stored
+    assert stored == made  # each acknowledged submit is stored; the rest not
