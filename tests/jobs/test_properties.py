@@ -132,9 +132,15 @@ def test_every_job_ends_once_within_its_attempts_never_run_twice_at_once(
             for index, (_, _, cancelled) in enumerate(jobs):
                 if cancelled:
                     await first.cancel_job(f"job-{index}")
-            # Long enough for every attempt and backoff to end: 3 s per attempt,
-            # 3 attempts, 0.5 + 1 s of backoff, up to 2 s of delay, and a poll.
-            await trio.sleep(16)
+            # Every attempt and backoff ends within this bound, even when one
+            # worker runs the jobs one at a time: per job up to 3 attempts of
+            # up to 3 s, 0.5 + 1 s of backoff, up to 2 s of delay, and a poll.
+            bound = trio.current_time() + len(jobs) * 13 + 2
+            while trio.current_time() < bound:
+                infos = await first.list_jobs(limit=100)
+                if all(info.state in FINISHED for info in infos):
+                    break
+                await trio.sleep(1)
             for info in await first.list_jobs(limit=100):
                 final[info.id] = (info.state, info.attempts)
 
