@@ -60,9 +60,7 @@ def require_postgres() -> str:
     """The URL of the local PostgreSQL database, or skip (fail under the CI flag)."""
     if not reachable(POSTGRES_HOST, POSTGRES_PORT):
         unavailable(f"no PostgreSQL server at {POSTGRES_HOST}:{POSTGRES_PORT}")
-    return (
-        f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DB}"
-    )
+    return f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DB}"
 
 
 def require_program(name: str) -> str:

@@ -23,7 +23,7 @@ from trunner.jobs._manager import STORE_RETRY_MAX
 from .test_manager import Handlers, manager
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
 
@@ -84,7 +84,7 @@ async def test_failed_claims_never_stop_the_worker(
             faulty.failing.clear()
             t0 = trio.current_time()
             await jm.submit_job("after", "email", {"to": "b"})
-            while len(handlers.runs("email")) < 2:
+            while len(handlers.runs("email")) < 2:  # noqa: ASYNC110  # polls a log
                 await trio.sleep(0.01)
             resumed_after = trio.current_time() - t0
             assert (await jm.get_job("after")).state is JobState.SUCCEEDED
@@ -276,7 +276,7 @@ async def test_every_call_after_the_block_raises_runner_closed(
     async with manager(store, Handlers()) as jm:
         await jm.submit_job("done", "email", {"to": "x"})
         await trio.sleep(1)
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "submit_job": lambda: jm.submit_job("new", "email", {"to": "x"}),
         "get_job": lambda: jm.get_job("done"),
         "list_jobs": lambda: jm.list_jobs(),
@@ -288,10 +288,10 @@ async def test_every_call_after_the_block_raises_runner_closed(
         "unschedule": lambda: jm.unschedule("s"),
         "list_schedules": lambda: jm.list_schedules(),
     }
-    for name, call in calls.items():
-        with trio.fail_after(5), pytest.raises(trunner.RunnerClosedError, match="closed"):
+    closed = trunner.RunnerClosedError
+    for call in calls.values():
+        with trio.fail_after(5), pytest.raises(closed, match="closed"):
             await call()
-        del name
 
 
 async def test_a_submit_racing_the_exit_is_stored_or_refused_never_hung(
@@ -299,21 +299,23 @@ async def test_a_submit_racing_the_exit_is_stored_or_refused_never_hung(
 ) -> None:
     outcomes: list[object] = []
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            async with manager(store, Handlers(), worker=False) as jm:
+        async with (
+            trio.open_nursery() as nursery,
+            manager(store, Handlers(), worker=False) as jm,
+        ):
 
-                async def submit(job_id: str) -> None:
-                    try:
-                        info = await jm.submit_job(job_id, "email", {"to": job_id})
-                    except trunner.RunnerClosedError as error:
-                        outcomes.append(error)
-                    else:
-                        outcomes.append(info.id)
+            async def submit(job_id: str) -> None:
+                try:
+                    info = await jm.submit_job(job_id, "email", {"to": job_id})
+                except trunner.RunnerClosedError as error:
+                    outcomes.append(error)
+                else:
+                    outcomes.append(info.id)
 
-                for index in range(6):
-                    nursery.start_soon(submit, f"job-{index}")
-                    if index % 2:
-                        await trio.lowlevel.checkpoint()
+            for index in range(6):
+                nursery.start_soon(submit, f"job-{index}")
+                if index % 2:
+                    await trio.lowlevel.checkpoint()
             # The block exits while the submits are being made.
         async with manager(store, Handlers(), worker=False) as check:
             stored = sorted(info.id for info in await check.list_jobs())

@@ -171,12 +171,12 @@ class JobRecord:
 
 
 def check_name(what: str, value: object) -> str:
-    """Check a name that a store keeps as text (a job id, a handler, a schedule).
+    r"""Check a name that a store keeps as text (a job id, a handler, a schedule).
 
     Names come from users (and CLIs): they are checked whatever the
     annotations say. Every store must be able to keep the name as it is: it
     is a non-empty str that encodes to UTF-8 (no lone surrogate such as
-    ``"\\ud800"``) and holds no NUL character.
+    ``"\ud800"``) and holds no NUL character.
 
     Raises:
         TypeError: if ``value`` is not a str.

@@ -494,7 +494,9 @@ class JobManager:
                 raise
             except Exception as alone:
                 failed_in_a_row += 1
-                trio.lowlevel.reschedule(submit.task, outcome.Error(_store_error(alone)))
+                trio.lowlevel.reschedule(
+                    submit.task, outcome.Error(_store_error(alone))
+                )
             else:
                 failed_in_a_row = 0
                 if result[1]:
@@ -832,7 +834,9 @@ class JobManager:
         failures = self._store_failures
         if failures == 1:
             logger.warning(
-                "could not %s; trying again with backoff: %r", what, error,
+                "could not %s; trying again with backoff: %r",
+                what,
+                error,
                 exc_info=error,
             )
         else:
@@ -999,7 +1003,9 @@ class JobManager:
         if not retried or record.attempts >= record.max_attempts:
             return None
         delay = (
-            error.delay if isinstance(error, Retry) and error.delay is not None else None
+            error.delay
+            if isinstance(error, Retry) and error.delay is not None
+            else None
         )
         # The policy caps its backoff at max_delay, whatever the attempt.
         wait = policy.backoff(record.attempts) if delay is None else delay
