@@ -969,31 +969,45 @@ async def test_process_watch_until_empty(tmp_path: Path, db: Path) -> None:
     async with inspect(db) as jm:
         for i in range(30):
             await jm.submit_job(f"job-{i}", "work", Work(f"job-{i}", 0.05))
-        async with worker_process(
-            tmp_path / "worker.log", "--store", url(db), "--concurrency", "5"
-        ):
-            result = await trio.run_process(
-                trunner_command(
-                    "jobs",
-                    "watch",
-                    "--store",
-                    url(db),
-                    "--until-empty",
-                    "--interval",
-                    "0.1",
-                ),
-                cwd=ROOT,
-                capture_stdout=True,
-                capture_stderr=True,
-            )
+        # The watch starts first: its first line is from before the worker.
+        process = await trio.lowlevel.open_process(
+            trunner_command(
+                "jobs",
+                "watch",
+                "--store",
+                url(db),
+                "--until-empty",
+                "--interval",
+                "0.1",
+            ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        output = b""
+        try:
+            with trio.fail_after(30):
+                while b"\n" not in output:
+                    output += await process.stdout.receive_some()
+                async with worker_process(
+                    tmp_path / "worker.log", "--store", url(db), "--concurrency", "5"
+                ):
+                    while chunk := await process.stdout.receive_some():
+                        output += chunk
+                    code = await process.wait()
+        finally:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+            await process.stdout.aclose()
         counts = await jm.counts()
 
-    lines = result.stdout.decode().splitlines()
-    assert result.returncode == 0, result.stderr.decode()
+    lines = output.decode().splitlines()
+    assert code == 0
     assert {state: n for state, n in counts.items() if n} == {JobState.SUCCEEDED: 30}
+    assert lines[0].startswith("pending 30  running 0  succeeded 0")
     assert lines[-1].startswith("pending 0  running 0  succeeded 30")
     assert "| 30/30 finished |" in lines[-1]
-    assert len(lines) >= 2
 
 
 async def test_process_watch_stops_on_sigint(db: Path) -> None:
