@@ -269,3 +269,76 @@ def test_block_shutdown_tasks_always_run_even_when_close_races_posting(
     run_virtual(body)
 
     assert [h.state for h in accepted] == [TaskState.SUCCEEDED] * len(accepted)
+
+
+@given(
+    max_pending=st.integers(min_value=1, max_value=3),
+    waiters=st.integers(min_value=2, max_value=6),
+    parallel=st.booleans(),
+    barges=st.lists(st.booleans(), max_size=40),
+    cancelled=st.sets(st.integers(min_value=0, max_value=5)),
+)
+def test_send_task_waiters_get_room_in_fifo_order(
+    max_pending: int,
+    waiters: int,
+    parallel: bool,
+    barges: list[bool],
+    cancelled: set[int],
+) -> None:
+    # Issue 8, item 6: a woken waiter beaten to the room by a post requeued at
+    # the back. Barging posts come from on_start hooks, right when room frees.
+    got: list[int] = []
+    plan = iter(barges)
+    armed = False
+    lot = trio.lowlevel.ParkingLot()
+
+    async def step() -> None:
+        await lot.park()
+
+    def barge(task: trunner.TaskHandle[object]) -> None:
+        if armed and next(plan, False):
+            with contextlib.suppress(trunner.QueueFullError):
+                task.runner.post_task(step)
+
+    async def body() -> None:
+        with trio.fail_after(60):  # the clock is virtual: a hang fails at once
+            await scenario()
+
+    async def scenario() -> None:
+        nonlocal armed
+        hooks = trunner.TaskHooks(on_start=barge)
+        async with trunner.open_scheduler() as scheduler:
+            if parallel:
+                runner: trunner.TaskRunner = scheduler.create_parallel_runner(
+                    max_concurrency=1, max_pending=max_pending, hooks=hooks
+                )
+            else:
+                runner = scheduler.create_sequenced_runner(
+                    max_pending=max_pending, hooks=hooks
+                )
+            runner.post_task(step)
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(max_pending):
+                runner.post_task(step)
+            async with trio.open_nursery() as nursery:
+                scopes: list[trio.CancelScope] = []
+
+                async def wait(index: int, scope: trio.CancelScope) -> None:
+                    with scope:
+                        await runner.send_task(step)
+                        got.append(index)
+
+                for index in range(waiters):
+                    scopes.append(trio.CancelScope())
+                    nursery.start_soon(wait, index, scopes[index])
+                    await trio.testing.wait_all_tasks_blocked()
+                for index in cancelled & set(range(waiters)):
+                    scopes[index].cancel()
+                armed = True
+                while runner.statistics().running or runner.statistics().pending:
+                    lot.unpark()
+                    await trio.testing.wait_all_tasks_blocked()
+
+    trio.run(body, clock=trio.testing.MockClock(autojump_threshold=0))
+
+    assert got == [index for index in range(waiters) if index not in cancelled]

@@ -104,6 +104,12 @@ class _Barrier:
     event: trio.Event = attrs.field(factory=trio.Event)
 
 
+@attrs.define(eq=False)
+class _RoomWaiter:
+    # A send_task caller waiting for room; ``woken`` is replaced at each wait.
+    woken: trio.Event = attrs.field(factory=trio.Event)
+
+
 @attrs.define(eq=False, repr=False)
 class TaskRunner(abc.ABC):
     """The TaskRunner protocol: what every runner of trunner does.
@@ -170,8 +176,9 @@ class TaskRunner(abc.ABC):
     _blocked: deque[tuple[ResultSubscription, TaskResult]] = attrs.field(
         init=False, factory=deque[tuple[ResultSubscription, TaskResult]]
     )
-    _room: trio.lowlevel.ParkingLot = attrs.field(
-        init=False, factory=trio.lowlevel.ParkingLot
+    # send_task callers waiting for room, in arrival order.
+    _room_waiters: deque[_RoomWaiter] = attrs.field(
+        init=False, factory=deque["_RoomWaiter"]
     )
     _timers: list[_Timer] = attrs.field(init=False, factory=list[_Timer])
     # Repeating tasks that have not stopped.
@@ -641,19 +648,46 @@ class TaskRunner(abc.ABC):
         """
         opts = self._options_for(fn, args, traits, name, retry, timeout)
         await trio.lowlevel.checkpoint_if_cancelled()
-        while (
-            self._max_pending is not None
-            and self._pending >= self._max_pending
+        limit = self._max_pending
+        waiters = self._room_waiters
+        if (
+            limit is not None
             and not self._phase
+            and (waiters or self._pending >= limit)
         ):
-            await self._room.park()
+            await self._wait_room(limit)
         handle = self._post_checked(fn, args, opts)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return handle
 
+    async def _wait_room(self, limit: int) -> None:
+        # Strict FIFO: only the first waiter may take room. A first waiter that
+        # is woken but beaten to the room by a post keeps its place at the
+        # head (a parking lot would requeue it at the back); a newcomer queues
+        # behind the waiters even when there is room.
+        waiters = self._room_waiters
+        waiter = _RoomWaiter()
+        waiters.append(waiter)
+        try:
+            while not self._phase and (
+                waiters[0] is not waiter or self._pending >= limit
+            ):
+                await waiter.woken.wait()
+                waiter.woken = trio.Event()
+        finally:
+            waiters.remove(waiter)
+            # The next waiter looks at what room is left once this one has
+            # posted (no checkpoint comes between), or takes it if this one
+            # was cancelled.
+            self._wake_room()
+
     def _wake_room(self) -> None:
-        if self._room:
-            self._room.unpark()
+        if self._room_waiters:
+            self._room_waiters[0].woken.set()
+
+    def _wake_all_room(self) -> None:
+        for waiter in self._room_waiters:
+            waiter.woken.set()
 
     @overload
     async def run(
@@ -1307,7 +1341,7 @@ class TaskRunner(abc.ABC):
         for handle in list(self._running_handles()):
             self._cancel_running(handle)
         self._release_barriers()
-        self._room.unpark_all()
+        self._wake_all_room()
         self._stop_intake()
 
     async def aclose(self, *, grace_period: float | None = None) -> None:
@@ -1373,7 +1407,7 @@ class TaskRunner(abc.ABC):
             traits = self._traits if opts is None else opts.traits
             if traits.shutdown_behavior is _CONTINUE:
                 self._cancel_running(handle)
-        self._room.unpark_all()
+        self._wake_all_room()
 
     def _skip_pending(self, *, everything: bool) -> None:
         for handle in [h for h in self._live.values() if h._state is _PENDING]:
@@ -1408,7 +1442,7 @@ class TaskRunner(abc.ABC):
             self._release_barriers()
         self._clear_timers(_SKIPPED)
         self._skip_pending(everything=True)
-        self._room.unpark_all()
+        self._wake_all_room()
         self._release_machinery()
         if self._idle_event is not None and not self._running:
             self._idle_event.set()
