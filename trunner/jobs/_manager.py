@@ -203,6 +203,11 @@ class JobManager:
         """The scheduler of the manager's runners (for metrics exporters)."""
         return self._scheduler
 
+    @property
+    def is_worker(self) -> bool:
+        """Whether this manager claims and runs jobs (``worker=True``)."""
+        return self._config.worker
+
     # ------------------------------------------------------------ change listeners
 
     def add_listener(self, listener: Callable[[JobInfo], object]) -> None:
