@@ -260,3 +260,38 @@ async def test_cancel_all_stops_timers_and_keeps_runner_open(
     assert ran == ["after"]
     assert [h.state for h in (delayed, sleeper, queued)] == [TaskState.CANCELLED] * 3
     assert repeating.stopped
+
+
+@pytest.mark.parametrize("how", ["handle", "runner", "repeating"])
+async def test_cancelled_timers_free_their_heap_entries_soon(
+    autojump_clock: trio.abc.Clock, how: str
+) -> None:
+    # Issue 8, item 7: cancelled hour-long timers kept their heap entries (and
+    # memory) until their deadline.
+    count = 20_000 if how != "runner" else 2_000
+    async with trunner.open_sequenced_runner() as runner:
+        keep = runner.post_delayed_task(trio.sleep, 0, delay=1800)
+        if how == "repeating":
+            repeating = [
+                runner.post_repeating_task(
+                    trio.sleep, 0, interval=3600, initial_delay=3600
+                )
+                for _ in range(count)
+            ]
+            for repeating_handle in repeating:
+                repeating_handle.stop()
+        else:
+            handles = [
+                runner.post_delayed_task(trio.sleep, 0, delay=3600)
+                for _ in range(count)
+            ]
+            for handle in handles:
+                if how == "handle":
+                    assert handle.cancel()
+                else:
+                    assert runner.cancel(handle.id)
+
+        assert runner.statistics().delayed == 1
+        assert len(runner._timers) <= 2 * 64 + 1
+        await keep.wait()
+        assert trio.current_time() == 1800

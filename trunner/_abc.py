@@ -79,6 +79,16 @@ _CONTINUE: Final = ShutdownBehavior.CONTINUE_ON_SHUTDOWN
 # A timer: (deadline, sequence number, delayed task or repeating task).
 _Timer = tuple[float, int, "TaskHandle[object] | RepeatingHandle"]
 
+#: Dead heap entries tolerated before a compaction is considered.
+_COMPACT_AT: Final = 64
+
+
+def _is_armed(entry: TaskHandle[object] | RepeatingHandle) -> bool:
+    # Whether a heap entry will still fire.
+    if isinstance(entry, TaskHandle):
+        return entry._state is _PENDING
+    return not entry._stopped
+
 
 @attrs.frozen
 class RunnerStatistics:
@@ -187,6 +197,9 @@ class TaskRunner(abc.ABC):
     )
     _timer_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
     _timer_active: bool = attrs.field(init=False, default=False)
+    # Heap entries of cancelled delayed tasks and stopped repeating tasks, left
+    # in place (lazy deletion) until the heap is compacted or they come up.
+    _dead_timers: int = attrs.field(init=False, default=0)
     _machinery_done: trio.Event = attrs.field(init=False, factory=trio.Event)
     _wait_times: DurationRecorder = attrs.field(init=False, factory=DurationRecorder)
     _run_times: DurationRecorder = attrs.field(init=False, factory=DurationRecorder)
@@ -1081,7 +1094,8 @@ class TaskRunner(abc.ABC):
             flags = handle._flags
             handle._flags = flags | CANCEL_REQUESTED
             if flags & WAITS_TIMER:
-                self._delayed -= 1  # its timer entry is dropped when it comes up
+                self._delayed -= 1
+                self._timer_dropped()
             elif not flags & WAITS_ADMISSION:  # queued, or behind a barrier
                 del self._live[handle._id]
                 self._pending -= 1
@@ -1132,6 +1146,23 @@ class TaskRunner(abc.ABC):
         elif self._timer_scope is not None and deadline < self._timer_scope.deadline:
             self._timer_scope.deadline = deadline
 
+    def _timer_dropped(self) -> None:
+        """Count a heap entry that will never fire; compact when they abound.
+
+        Cancelled timers are left in the heap (removing one is O(n)) and
+        skipped when they come up; but 200k hour-long timers cancelled at once
+        would hold their memory for an hour. Once dead entries are more than
+        half the heap, it is rebuilt without them: O(n), amortised O(1) per
+        cancel.
+        """
+        self._dead_timers += 1
+        timers = self._timers
+        if self._dead_timers > _COMPACT_AT and 2 * self._dead_timers > len(timers):
+            # In place: the timer loop holds the same list.
+            timers[:] = [entry for entry in timers if _is_armed(entry[2])]
+            heapq.heapify(timers)
+            self._dead_timers = 0
+
     async def _timer_loop(self) -> None:
         # One task serves every timer of the runner, from its first timer until
         # the runner closes: it sleeps in a cancel scope whose deadline tracks
@@ -1157,6 +1188,7 @@ class TaskRunner(abc.ABC):
 
     def _fire_delayed(self, handle: TaskHandle[object]) -> None:
         if handle._state is not _PENDING:  # cancelled while it waited
+            self._dead_timers = max(0, self._dead_timers - 1)
             return
         handle._flags = 0
         self._delayed -= 1
@@ -1165,6 +1197,7 @@ class TaskRunner(abc.ABC):
 
     def _fire_repeating(self, repeating: RepeatingHandle, now: float) -> None:
         if repeating._stopped:
+            self._dead_timers = max(0, self._dead_timers - 1)
             return
         run = self._post_internal(repeating._fn, repeating._args, repeating._opts)
         if run is None:
@@ -1174,10 +1207,11 @@ class TaskRunner(abc.ABC):
         run.add_done_callback(functools.partial(self._rearm, repeating))
 
     def _rearm(self, repeating: RepeatingHandle, run: TaskHandle[object]) -> None:
-        repeating._current = None
         if repeating._stopped or self._phase:
-            repeating.stop()
+            repeating.stop()  # while _current is set: it is not in the heap
+            repeating._current = None
             return
+        repeating._current = None
         end = trio.current_time()
         interval = repeating._interval
         if repeating._mode is RepeatMode.FIXED_DELAY:
@@ -1214,6 +1248,7 @@ class TaskRunner(abc.ABC):
         # (they are not in the heap then, and would re-arm at the run's end).
         for repeating in list(self._repeating):
             repeating.stop()
+        self._dead_timers = 0
         if self._timer_scope is not None:
             self._timer_scope.cancel()
 

@@ -247,9 +247,12 @@ class RepeatingHandle:
         if self._stopped:
             return
         self._stopped = True
-        self._runner._repeating.discard(self)
+        runner = self._runner
+        runner._repeating.discard(self)
         current = self._current
-        if current is not None and current.state is _PENDING:
+        if current is None:
+            runner._timer_dropped()  # waiting in the heap for its next run
+        elif current.state is _PENDING:
             current.cancel()
 
     def _count_run(self, run: TaskHandle[object]) -> None:
