@@ -25,6 +25,8 @@ from ._manager import JobManager as JobManager
 from ._manager import open_job_manager as open_job_manager
 from ._memory import MemoryJobStore as MemoryJobStore
 from ._open import open_store as open_store
+from ._postgres import PostgresJobStore as PostgresJobStore
+from ._postgres import PostgresWatcher as PostgresWatcher
 from ._registry import HandlerSpec as HandlerSpec
 from ._registry import Registry as Registry
 from ._sqlite import SQLiteJobStore as SQLiteJobStore

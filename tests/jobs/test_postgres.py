@@ -1,0 +1,325 @@
+"""PostgresJobStore against the local PostgreSQL: conformance, schema, faults.
+
+Each test uses a schema of its own (dropped afterwards). The fault tests cut
+the store off through a TCP proxy of their own, or kill its connections with
+``pg_terminate_backend``; they run on real time, a few seconds each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+import trunner
+from trunner.jobs import (
+    JobNotFoundError,
+    JobState,
+    PostgresJobStore,
+    SerializationError,
+    StoreError,
+    open_job_manager,
+    open_store,
+)
+from trunner.jobs import _postgres_sql
+from trunner.jobs._job import JobRecord
+from trunner.testing._store_checks import check_job_store, job_store_checks
+
+from ._pg import fresh_schema, open_proxy, sql, terminate_backends
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def job(job_id: str, *, handler: str = "h", run_at: float = 0.0) -> JobRecord:
+    return JobRecord(
+        id=job_id,
+        handler=handler,
+        args="{}",
+        state=JobState.PENDING,
+        priority=0,
+        attempts=0,
+        max_attempts=3,
+        created_at=T0,
+        run_at=at(run_at),
+    )
+
+
+@pytest.fixture
+def pg() -> Iterator[tuple[str, str]]:
+    with fresh_schema() as (url, schema):
+        yield url, schema
+
+
+@pytest.fixture(scope="module")
+def shared_schema() -> Iterator[tuple[str, str]]:
+    with fresh_schema() as (url, schema):
+        yield url, schema
+
+
+# ------------------------------------------------------------ conformance
+
+
+@pytest.mark.parametrize("check", job_store_checks())
+async def test_store_passes_check(check: str, shared_schema: tuple[str, str]) -> None:
+    url, schema = shared_schema
+
+    async def factory() -> PostgresJobStore:
+        # Migrated once for the module; emptied for each check.
+        await trio.to_thread.run_sync(
+            lambda: sql(
+                url,
+                f'DO $$ BEGIN IF to_regclass(\'"{schema}".jobs\') IS NOT NULL '
+                f'THEN TRUNCATE "{schema}".jobs, "{schema}".schedules; END IF; END $$',
+            )
+        )
+        return PostgresJobStore(url, schema=schema)
+
+    await check_job_store(factory, only=[check])
+
+
+# ------------------------------------------------------------ URLs
+
+
+def test_url_parsing() -> None:
+    store = open_store("postgresql://alice:secret@db.local:6543/jobs?schema=work")
+    assert isinstance(store, PostgresJobStore)
+    assert store.schema == "work"
+    assert "secret" not in repr(store)
+    assert "alice:***@db.local:6543/jobs" in repr(store)
+    default = open_store("postgres://db.local/jobs?sslmode=disable")
+    assert isinstance(default, PostgresJobStore)
+    assert default.schema == "trunner"
+    assert "sslmode=disable" in repr(default)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://db.local", "needs a host and a database"),
+        ("postgresql:///jobs", "needs a host and a database"),
+        ("postgresql://h/db?schema=Bad-Name", "schema must be a lower-case"),
+        ("postgresql://h/db?schema=pg_catalog", "schema must be a lower-case"),
+        ("postgresql://h/db?schema=a&schema=b", "more than one schema"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_store(url)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="pool_size"):
+        PostgresJobStore("postgresql://h/db", pool_size=0)
+    with pytest.raises(ValueError, match="connect_timeout"):
+        PostgresJobStore("postgresql://h/db", connect_timeout=-1)
+    with pytest.raises(TypeError, match="conninfo"):
+        PostgresJobStore(b"postgresql://h/db")  # type: ignore[arg-type]  # on purpose
+
+
+async def test_calls_before_connect_raise() -> None:
+    store = PostgresJobStore("postgresql://h/db")
+    with pytest.raises(StoreError, match="connect it first"):
+        await store.get("a")
+    with pytest.raises(StoreError, match="connect it first"):
+        await store.insert([])
+
+
+# ------------------------------------------------------------ schema and migrations
+
+
+async def test_fresh_schema_is_created_and_versioned(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    await store.connect()  # idempotent
+    await store.insert([job("a")])
+    await store.disconnect()
+    await store.disconnect()
+
+    rows = sql(url, f'SELECT version, description FROM "{schema}".migrations')
+    assert [row[0] for row in rows] == [_postgres_sql.SCHEMA_VERSION]
+    tables = sql(
+        url,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+        "ORDER BY table_name",
+        schema,
+    )
+    assert [row[0] for row in tables] == ["jobs", "migrations", "schedules"]
+
+
+async def test_reopen_keeps_data_and_migrates_once(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    starting = [PostgresJobStore(url, schema=schema) for _ in range(3)]
+    async with trio.open_nursery() as nursery:  # workers starting together
+        for each in starting:
+            nursery.start_soon(each.connect)
+    for each in starting:
+        await each.disconnect()
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    await store.insert([job("a")])
+    await store.disconnect()
+    again = PostgresJobStore(url, schema=schema)
+    await again.connect()
+    record = await again.get("a")
+    await again.disconnect()
+
+    assert record is not None
+    assert record.id == "a"
+    assert sql(url, f'SELECT count(*) FROM "{schema}".migrations') == [(1,)]
+
+
+async def test_new_migration_applies_on_reopen(
+    pg: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    await store.insert([job("a")])
+    await store.disconnect()
+    extra = (2, "a test column", ("ALTER TABLE {s}.jobs ADD COLUMN note text",))
+    monkeypatch.setattr(_postgres_sql, "MIGRATIONS", (*_postgres_sql.MIGRATIONS, extra))
+    monkeypatch.setattr(_postgres_sql, "SCHEMA_VERSION", 2)
+    await store.connect()
+    assert (await store.get("a")) is not None
+    await store.disconnect()
+
+    assert sql(url, f'SELECT version FROM "{schema}".migrations ORDER BY 1') == [
+        (1,),
+        (2,),
+    ]
+    assert sql(url, f'SELECT note FROM "{schema}".jobs') == [(None,)]
+
+
+async def test_newer_schema_is_refused(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    await store.insert([job("a")])
+    await store.disconnect()
+    sql(
+        url,
+        f'INSERT INTO "{schema}".migrations (version, description) '
+        "VALUES (99, 'from the future')",
+    )
+
+    with pytest.raises(StoreError, match=r"version 99, newer than the version 1"):
+        await store.connect()
+    with pytest.raises(StoreError, match="connect it first"):
+        await store.get("a")
+    assert sql(url, f'SELECT count(*) FROM "{schema}".jobs') == [(1,)]
+
+
+# ------------------------------------------------------------ bad rows
+
+
+async def test_text_postgresql_refuses_fails_only_its_job(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    try:
+        with pytest.raises(SerializationError, match="NUL character"):
+            await store.insert([job("good"), job("bad\x00id")])
+        assert await store.list() == []
+        assert await store.get("bad\x00id") is None
+        [(stored, new)] = await store.insert([job("good")])
+        assert new
+        assert await store.claim(
+            worker="w", handlers=["h", "nul\x00"], now=at(0), lease_until=at(9), limit=5
+        ) == [await store.get("good")]
+    finally:
+        await store.disconnect()
+
+
+async def test_unreadable_row_is_skipped(
+    pg: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    try:
+        await store.insert([job("a"), job("b")])
+        # An operator dropped the CHECK and wrote a state trunner never writes.
+        sql(url, f'ALTER TABLE "{schema}".jobs DROP CONSTRAINT jobs_state_check')
+        sql(url, f"UPDATE \"{schema}\".jobs SET state = 'weird' WHERE id = 'a'")
+        assert [record.id for record in await store.list()] == ["b"]
+        assert (await store.counts())[JobState.PENDING] == 1
+        with pytest.raises(SerializationError, match="unknown state 'weird'"):
+            await store.get("a")
+    finally:
+        await store.disconnect()
+    assert "skipping a job" in caplog.text
+
+
+# ------------------------------------------------------------ cancellation and timeouts
+
+
+def _active_queries(url: str) -> int:
+    rows = sql(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'trunner' "
+        "AND state = 'active'",
+    )
+    return int(rows[0][0])  # type: ignore[call-overload]  # a bigint
+
+
+async def test_cancelled_call_cancels_its_query(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    try:
+        await store.insert([job("a")])
+        locker = await trio.to_thread.run_sync(
+            lambda: __import__("psycopg").connect(url)
+        )
+        try:
+            # Another transaction holds the row: request_cancel blocks on it.
+            await trio.to_thread.run_sync(
+                locker.execute, f"SELECT * FROM \"{schema}\".jobs FOR UPDATE"
+            )
+            started = time.monotonic()
+            with trio.move_on_after(0.5) as scope:
+                await store.request_cancel("a", now=at(1))
+            took = time.monotonic() - started
+            assert scope.cancelled_caught
+            assert took < 3
+            assert _active_queries(url) == 0
+        finally:
+            await trio.to_thread.run_sync(locker.close)
+        record = await store.get("a")  # the store goes on, the change was undone
+        assert record is not None
+        assert record.state is JobState.PENDING
+    finally:
+        await store.disconnect()
+
+
+async def test_call_without_answer_times_out(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema, timeout=0.5)
+    await store.connect()
+    try:
+        await store.insert([job("a")])
+        locker = await trio.to_thread.run_sync(
+            lambda: __import__("psycopg").connect(url)
+        )
+        try:
+            await trio.to_thread.run_sync(
+                locker.execute, f"SELECT * FROM \"{schema}\".jobs FOR UPDATE"
+            )
+            with pytest.raises(StoreError, match="no answer within 0.5 s"):
+                await store.request_cancel("a", now=at(1))
+        finally:
+            await trio.to_thread.run_sync(locker.close)
+        assert await store.get("a") is not None
+    finally:
+        await store.disconnect()
