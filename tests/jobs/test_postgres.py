@@ -323,3 +323,96 @@ async def test_call_without_answer_times_out(pg: tuple[str, str]) -> None:
         assert await store.get("a") is not None
     finally:
         await store.disconnect()
+
+
+# ------------------------------------------------------------ faults
+
+
+async def test_connections_killed_by_the_server_are_replaced(
+    pg: tuple[str, str],
+) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    try:
+        await store.insert([job("a")])
+        for round_ in range(3):
+            assert terminate_backends(url) >= 1
+            # Idle connections the server closed are noticed and replaced.
+            [(record, new)] = await store.insert([job(f"b{round_}")])
+            assert new
+            assert (await store.counts())[JobState.PENDING] == 2 + round_
+    finally:
+        await store.disconnect()
+
+
+async def test_unreachable_store_fails_fast_and_stores_nothing(
+    pg: tuple[str, str],
+) -> None:
+    url, schema = pg
+    async with open_proxy() as proxy:
+        store = PostgresJobStore(proxy.url(), schema=schema, connect_timeout=2)
+        await store.connect()
+        try:
+            await store.insert([job("before")])
+            proxy.cut()
+            for call in (
+                lambda: store.insert([job("during")]),
+                lambda: store.get("before"),
+                lambda: store.claim(
+                    worker="w", handlers=None, now=at(0), lease_until=at(9), limit=1
+                ),
+            ):
+                started = time.monotonic()
+                with pytest.raises(StoreError):
+                    await call()
+                assert time.monotonic() - started < 5
+            assert sql(url, f'SELECT id FROM "{schema}".jobs') == [("before",)]
+            await proxy.restore()
+            [(_, new)] = await store.insert([job("after")])
+            assert new
+        finally:
+            await store.disconnect()
+
+
+async def test_watch_hears_jobs_from_other_connections(pg: tuple[str, str]) -> None:
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    other = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    await other.connect()
+    try:
+        async with store.watch(handlers=["h"]) as watcher:
+            assert not await watcher.wait(0.05)
+            await other.insert([job("elsewhere", handler="x")])
+            assert not await watcher.wait(0.2)  # not a handler of ours
+            await other.insert([job("a")])
+            with trio.fail_after(5):
+                assert await watcher.wait(10)
+            assert not await watcher.wait(0.05)  # heard once
+            # A job back to PENDING (released) wakes it too.
+            [claimed] = await other.claim(
+                worker="w", handlers=["h"], now=at(0), lease_until=at(9), limit=1
+            )
+            assert not await watcher.wait(0.05)
+            assert await other.release(claimed.id, worker="w", now=at(1))
+            with trio.fail_after(5):
+                assert await watcher.wait(10)
+            # Its connection killed: it reconnects, and wakes (it may have
+            # missed something meanwhile).
+            terminate_backends(url)
+            with trio.fail_after(5):
+                assert await watcher.wait(10)
+            await other.insert([job("b")])
+            with trio.fail_after(5):
+                assert await watcher.wait(10)
+    finally:
+        await other.disconnect()
+        await store.disconnect()
+
+
+async def test_watch_needs_a_connected_store() -> None:
+    store = PostgresJobStore("postgresql://h/db")
+    with pytest.raises(StoreError, match="connect it first"):
+        async with store.watch(handlers=None):
+            pass  # pragma: no cover

@@ -131,8 +131,10 @@ class PostgresJobStore:
     cancelled that way and raises `StoreError`. A call raises `StoreError`
     within about ``connect_timeout`` seconds while the server is unreachable,
     and stores nothing; a connection the server killed
-    (``pg_terminate_backend``, a restart) is replaced by the next call, and
-    read-only calls (and lease renewals) retry once on a new connection.
+    (``pg_terminate_backend``, a restart) is replaced: a call that finds its
+    pooled connection dead runs once more on a new one (an insert then counts
+    a job it finds stored exactly as given as its own: the first attempt's
+    commit may have happened before the connection died).
 
     Jobs that become PENDING (inserted, retried, released, reset, taken back
     from an expired lease, by any client) are announced with ``NOTIFY`` on the
@@ -221,13 +223,13 @@ class PostgresJobStore:
         self,
         fn: Callable[[Connection, *ArgsT], T],
         *args: *ArgsT,
-        retry: bool = False,
+        again: Callable[[Connection, *ArgsT], T] | None = None,
     ) -> T:
         pool = self._pool
         if pool is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
-        return await pool.run(fn, *args, retry=retry)
+        return await pool.run(fn, *args, again=again)
 
     async def _nothing(self) -> None:
         """Checkpoint for a call with nothing to do (if the store is connected)."""
@@ -292,14 +294,16 @@ class PostgresJobStore:
             return []
         for job in jobs:
             check_storable(job)
-        return await self._run(self._db.insert, jobs)
+        return await self._run(
+            self._db.insert, jobs, again=self._db.insert_again
+        )
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return the job with that id, or None."""
         if "\x00" in job_id:
             await self._nothing()
             return None
-        return await self._run(self._db.get, job_id, retry=True)
+        return await self._run(self._db.get, job_id)
 
     async def list(
         self,
@@ -316,12 +320,12 @@ class PostgresJobStore:
             await self._nothing()
             return []
         return await self._run(
-            self._db.list, state, handler, limit, offset, retry=True
+            self._db.list, state, handler, limit, offset
         )
 
     async def counts(self) -> dict[JobState, int]:
         """Return how many jobs there are in each state (every state present)."""
-        return await self._run(self._db.counts, retry=True)
+        return await self._run(self._db.counts)
 
     async def claim(
         self,
@@ -358,7 +362,7 @@ class PostgresJobStore:
         if names == ():
             await self._nothing()
             return None
-        return await self._run(self._db.next_due, names, retry=True)
+        return await self._run(self._db.next_due, names)
 
     async def renew(
         self, *, worker: str, job_ids: Collection[str], lease_until: dt.datetime
@@ -368,7 +372,7 @@ class PostgresJobStore:
         if not ids:
             await self._nothing()
             return RenewResult(held=frozenset(), cancel_requested=frozenset())
-        return await self._run(self._db.renew, worker, ids, lease_until, retry=True)
+        return await self._run(self._db.renew, worker, ids, lease_until)
 
     async def _end_one(self, worker: str, end: End) -> bool:
         if "\x00" in end.job_id:
@@ -520,7 +524,7 @@ class PostgresJobStore:
 
     async def list_schedules(self) -> builtins.list[ScheduleRecord]:
         """Return every schedule, by name."""
-        return await self._run(self._db.list_schedules, retry=True)
+        return await self._run(self._db.list_schedules)
 
     async def advance_schedule(
         self, name: str, *, expected: dt.datetime, next_run_at: dt.datetime

@@ -184,40 +184,46 @@ class Pool:
             raise StoreError(f"{self._label}: cannot connect: {error}") from error
 
     async def run(
-        self, fn: Callable[[Connection, *ArgsT], T], *args: *ArgsT, retry: bool = False
+        self,
+        fn: Callable[[Connection, *ArgsT], T],
+        *args: *ArgsT,
+        again: Callable[[Connection, *ArgsT], T] | None = None,
     ) -> T:
         """Run ``fn(connection, *args)`` on a thread, with a pooled connection.
 
-        Args:
-            fn: what to run; it may raise `StoreError` or `SerializationError`.
-            args: its arguments after the connection.
-            retry: whether ``fn`` may run again on a new connection when the
-                one it had turns out dead (read-only or idempotent calls).
+        If a connection taken from the pool turns out dead (the server killed
+        it since its last use), the call runs once more on a new connection,
+        as ``again(connection, *args)`` if given: the first attempt most
+        likely never reached the server, but it may have committed.
 
         Raises:
             StoreError: from the driver's error, or if the call took longer
                 than the timeout (it was then cancelled).
         """
         async with self._slots:
-            attempts = 2 if retry else 1
-            for attempt in range(attempts):
-                conn = self._take()
-                if conn is None:
-                    conn = await self.connect()
-                try:
-                    result = await self._call(conn, fn, *args)
-                except psycopg.Error as error:
-                    self._put_back(conn)
-                    if attempt + 1 < attempts and is_connection_error(error):
-                        logger.info("%s: connection lost, retrying: %s", self._label, error)
-                        continue
+            conn = self._take()
+            reused = conn is not None
+            if conn is None:
+                conn = await self.connect()
+            try:
+                return await self._run_on(conn, fn, *args)
+            except psycopg.Error as error:
+                if not (reused and is_connection_error(error)):
                     raise StoreError(f"{self._label}: {error}") from error
-                except BaseException:
-                    self._put_back(conn)
-                    raise
-                self._put_back(conn)
-                return result
-        raise AssertionError("unreachable")
+                logger.info("%s: connection lost, running again: %s", self._label, error)
+            conn = await self.connect()
+            try:
+                return await self._run_on(conn, fn if again is None else again, *args)
+            except psycopg.Error as error:
+                raise StoreError(f"{self._label}: {error}") from error
+
+    async def _run_on(
+        self, conn: Connection, fn: Callable[[Connection, *ArgsT], T], *args: *ArgsT
+    ) -> T:
+        try:
+            return await self._call(conn, fn, *args)
+        finally:
+            self._put_back(conn)
 
     async def _call(
         self, conn: Connection, fn: Callable[[Connection, *ArgsT], T], *args: *ArgsT

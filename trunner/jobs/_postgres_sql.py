@@ -331,8 +331,22 @@ class Database:
 
     # ------------------------------------------------------------ jobs
 
-    def insert(
+    def insert_again(
         self, conn: psycopg.Connection[tuple[object, ...]], jobs: Sequence[JobRecord]
+    ) -> builtins.list[tuple[JobRecord, bool]]:
+        """`insert` after an attempt whose connection died: it may have committed.
+
+        A job found stored exactly as given (same fields, to the microsecond)
+        counts as inserted by this call.
+        """
+        return self.insert(conn, jobs, mine=True)
+
+    def insert(
+        self,
+        conn: psycopg.Connection[tuple[object, ...]],
+        jobs: Sequence[JobRecord],
+        *,
+        mine: bool = False,
     ) -> builtins.list[tuple[JobRecord, bool]]:
         # The first job of each id is the one inserted; usually all are.
         first: dict[str, JobRecord] = {}
@@ -371,7 +385,9 @@ class Database:
             if seq is not None:
                 stored[job.id] = (with_seq(job, seq), True)
             elif job.id in there:
-                stored[job.id] = (there[job.id], False)
+                found = there[job.id]
+                same = mine and found == with_seq(job, found.seq)
+                stored[job.id] = (found, same)
             else:
                 raise StoreError(
                     f"job {job.id!r} was there at insert, and gone right after "
