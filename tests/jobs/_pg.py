@@ -21,18 +21,19 @@ from tests._services import (
     require_postgres,
     unique_name,
 )
+from trunner.jobs._postgres_sql import literal
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterator
+    from collections.abc import AsyncGenerator, Generator
 
 
 def drop_schema(url: str, schema: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(literal(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
 @contextlib.contextmanager
-def fresh_schema() -> Iterator[tuple[str, str]]:
+def fresh_schema() -> Generator[tuple[str, str]]:
     """(URL of the test database, a new schema name) dropped on exit."""
     url = require_postgres()
     schema = unique_name("trunner_test")
@@ -45,7 +46,7 @@ def fresh_schema() -> Iterator[tuple[str, str]]:
 def sql(url: str, statement: str, *params: object) -> list[tuple[object, ...]]:
     """Run ``statement`` on a connection of its own; return its rows, if any."""
     with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params or None)  # type: ignore[arg-type]  # test SQL
+        cursor = conn.execute(literal(statement), params or None)
         return cursor.fetchall() if cursor.description is not None else []
 
 
@@ -57,7 +58,8 @@ def terminate_backends(url: str, application_name: str = "trunner") -> int:
         "WHERE application_name = %s AND pid <> pg_backend_pid()",
         application_name,
     )
-    return int(rows[0][0])  # type: ignore[call-overload]  # a bigint
+    count: int = rows[0][0]  # type: ignore[assignment]  # a bigint
+    return count
 
 
 @attrs.define
@@ -70,7 +72,9 @@ class Proxy:
 
     def url(self) -> str:
         base = require_postgres()
-        return base.replace(f"{POSTGRES_HOST}:{POSTGRES_PORT}", f"127.0.0.1:{self.port}")
+        return base.replace(
+            f"{POSTGRES_HOST}:{POSTGRES_PORT}", f"127.0.0.1:{self.port}"
+        )
 
     async def _serve(self, *, task_status: trio.TaskStatus[None]) -> None:
         with trio.CancelScope() as scope:

@@ -14,17 +14,14 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-import trunner
 from trunner.jobs import (
-    JobNotFoundError,
     JobState,
     PostgresJobStore,
     SerializationError,
     StoreError,
-    open_job_manager,
+    _postgres_sql,
     open_store,
 )
-from trunner.jobs import _postgres_sql
 from trunner.jobs._job import JobRecord
 from trunner.testing._store_checks import check_job_store, job_store_checks
 
@@ -78,7 +75,7 @@ async def test_store_passes_check(check: str, shared_schema: tuple[str, str]) ->
         await trio.to_thread.run_sync(
             lambda: sql(
                 url,
-                f'DO $$ BEGIN IF to_regclass(\'"{schema}".jobs\') IS NOT NULL '
+                f"DO $$ BEGIN IF to_regclass('\"{schema}\".jobs') IS NOT NULL "
                 f'THEN TRUNCATE "{schema}".jobs, "{schema}".schedules; END IF; END $$',
             )
         )
@@ -232,7 +229,7 @@ async def test_text_postgresql_refuses_fails_only_its_job(pg: tuple[str, str]) -
             await store.insert([job("good"), job("bad\x00id")])
         assert await store.list() == []
         assert await store.get("bad\x00id") is None
-        [(stored, new)] = await store.insert([job("good")])
+        [(_, new)] = await store.insert([job("good")])
         assert new
         assert await store.claim(
             worker="w", handlers=["h", "nul\x00"], now=at(0), lease_until=at(9), limit=5
@@ -270,7 +267,8 @@ def _active_queries(url: str) -> int:
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'trunner' "
         "AND state = 'active'",
     )
-    return int(rows[0][0])  # type: ignore[call-overload]  # a bigint
+    count: int = rows[0][0]  # type: ignore[assignment]  # a bigint
+    return count
 
 
 async def test_cancelled_call_cancels_its_query(pg: tuple[str, str]) -> None:
@@ -285,7 +283,7 @@ async def test_cancelled_call_cancels_its_query(pg: tuple[str, str]) -> None:
         try:
             # Another transaction holds the row: request_cancel blocks on it.
             await trio.to_thread.run_sync(
-                locker.execute, f"SELECT * FROM \"{schema}\".jobs FOR UPDATE"
+                locker.execute, f'SELECT * FROM "{schema}".jobs FOR UPDATE'
             )
             started = time.monotonic()
             with trio.move_on_after(0.5) as scope:
@@ -314,9 +312,9 @@ async def test_call_without_answer_times_out(pg: tuple[str, str]) -> None:
         )
         try:
             await trio.to_thread.run_sync(
-                locker.execute, f"SELECT * FROM \"{schema}\".jobs FOR UPDATE"
+                locker.execute, f'SELECT * FROM "{schema}".jobs FOR UPDATE'
             )
-            with pytest.raises(StoreError, match="no answer within 0.5 s"):
+            with pytest.raises(StoreError, match=r"no answer within 0\.5 s"):
                 await store.request_cancel("a", now=at(1))
         finally:
             await trio.to_thread.run_sync(locker.close)
@@ -339,7 +337,7 @@ async def test_connections_killed_by_the_server_are_replaced(
         for round_ in range(3):
             assert terminate_backends(url) >= 1
             # Idle connections the server closed are noticed and replaced.
-            [(record, new)] = await store.insert([job(f"b{round_}")])
+            [(_, new)] = await store.insert([job(f"b{round_}")])
             assert new
             assert (await store.counts())[JobState.PENDING] == 2 + round_
     finally:

@@ -6,7 +6,6 @@ store is made, so that ``import trunner.jobs`` never needs it.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import re
 import urllib.parse
@@ -21,11 +20,12 @@ from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
 from ._store import RenewResult
 
 if TYPE_CHECKING:
+    import builtins
     import datetime as dt
     from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 
-    from ._postgres_pool import Connection, Pool
-    from ._postgres_sql import Claim, Database, End
+    from ._postgres_pool import Pool
+    from ._postgres_sql import Claim, Connection, Database, End
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
@@ -86,9 +86,7 @@ def from_url(url: str) -> PostgresJobStore:
         raise ValueError(f"{url!r} names more than one schema")
     rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "schema"])
     conninfo = urllib.parse.urlunsplit(parts._replace(query=rest, fragment=""))
-    return PostgresJobStore(
-        conninfo, schema=schemas[0] if schemas else DEFAULT_SCHEMA
-    )
+    return PostgresJobStore(conninfo, schema=schemas[0] if schemas else DEFAULT_SCHEMA)
 
 
 def _redact(conninfo: str) -> str:
@@ -175,7 +173,7 @@ class PostgresJobStore:
         schema: str = DEFAULT_SCHEMA,
         pool_size: int = 4,
         connect_timeout: float = 5.0,
-        timeout: float = 30.0,  # noqa: ASYNC109  # a setting, not a call's
+        timeout: float = 30.0,  # a setting, not a call's
     ) -> None:
         if not isinstance(conninfo, str):
             raise TypeError(f"conninfo must be a str, not {conninfo!r}")
@@ -294,9 +292,7 @@ class PostgresJobStore:
             return []
         for job in jobs:
             check_storable(job)
-        return await self._run(
-            self._db.insert, jobs, again=self._db.insert_again
-        )
+        return await self._run(self._db.insert, jobs, again=self._db.insert_again)
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return the job with that id, or None."""
@@ -319,9 +315,7 @@ class PostgresJobStore:
         if handler is not None and "\x00" in handler:
             await self._nothing()
             return []
-        return await self._run(
-            self._db.list, state, handler, limit, offset
-        )
+        return await self._run(self._db.list, state, handler, limit, offset)
 
     async def counts(self) -> dict[JobState, int]:
         """Return how many jobs there are in each state (every state present)."""
@@ -533,9 +527,7 @@ class PostgresJobStore:
         if "\x00" in name:
             await self._nothing()
             return False
-        return await self._run(
-            self._db.advance_schedule, name, expected, next_run_at
-        )
+        return await self._run(self._db.advance_schedule, name, expected, next_run_at)
 
 
 @final
@@ -566,12 +558,13 @@ class PostgresWatcher:
             StoreError: if the server cannot be reached.
         """
         from ._postgres_pool import call_in_thread
+        from ._postgres_sql import listen
 
         self.close()
         conn = await self._pool.connect()
         conn.add_notify_handler(self._on_notify)
         try:
-            await call_in_thread(conn.execute, f'LISTEN "{self._schema}"')
+            await call_in_thread(listen, conn, self._schema)
         except BaseException as error:
             conn.close()
             import psycopg

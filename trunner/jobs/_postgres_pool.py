@@ -14,9 +14,8 @@ import contextlib
 import logging
 import select
 import socket
-from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, TypeVarTuple, final
+from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, final
 
-import outcome
 import psycopg
 import trio
 from psycopg import pq
@@ -26,10 +25,13 @@ from ._errors import StoreError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import outcome
+
+    from ._postgres_sql import Connection
+
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
 
-Connection: TypeAlias = "psycopg.Connection[tuple[object, ...]]"
 
 logger: Final = logging.getLogger("trunner.jobs")
 
@@ -127,8 +129,8 @@ class Pool:
 
     __slots__ = (
         "_closed",
-        "_conninfo",
         "_connect_timeout",
+        "_conninfo",
         "_idle",
         "_label",
         "_slots",
@@ -210,7 +212,9 @@ class Pool:
             except psycopg.Error as error:
                 if not (reused and is_connection_error(error)):
                     raise StoreError(f"{self._label}: {error}") from error
-                logger.info("%s: connection lost, running again: %s", self._label, error)
+                logger.info(
+                    "%s: connection lost, running again: %s", self._label, error
+                )
             conn = await self.connect()
             try:
                 return await self._run_on(conn, fn if again is None else again, *args)

@@ -11,20 +11,24 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, LiteralString, TypeAlias, final
 
 import psycopg
 from psycopg import sql
 
 from ._errors import SerializationError, StoreError
-from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._job import JobRecord, JobState, ScheduleRecord
 from ._sqlite import with_seq
 from ._store import RenewResult
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
+    from psycopg.rows import TupleRow
+
 logger: Final = logging.getLogger("trunner.jobs")
+
+Connection: TypeAlias = "psycopg.Connection[TupleRow]"
 
 _STATES: Final = {state.value: state for state in JobState}
 _UTC: Final = dt.UTC
@@ -149,6 +153,26 @@ _INSERT_COLUMNS: Final = (
 _TEXT_FIELDS: Final = ("id", "handler", "args", "result", "error", "worker", "retry")
 
 
+def _exec(
+    conn: Connection,
+    query: str,
+    params: Sequence[object] | dict[str, object] | None = None,
+) -> psycopg.Cursor[TupleRow]:
+    """Execute ``query``: SQL of this module, with the schema's name quoted in."""
+    return conn.execute(literal(query), params)
+
+
+def literal(query: str) -> LiteralString:
+    # The statements are this module's (no user text but the schema's name,
+    # which is checked and quoted): vouch for them to psycopg's typing.
+    return query  # pyright: ignore[reportReturnType]
+
+
+def listen(conn: Connection, channel: str) -> None:
+    """LISTEN on ``channel`` (a checked schema name)."""
+    _exec(conn, f'LISTEN "{channel}"')
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is _UTC else value.astimezone(_UTC)
 
@@ -173,7 +197,7 @@ def decode(row: Sequence[object]) -> JobRecord:
         SerializationError: if the row cannot be read (a state that the
             schema's CHECK should have refused).
     """
-    state = _STATES.get(row[4])  # type: ignore[arg-type]  # any value: checked here
+    state = _STATES.get(row[4])  # type: ignore[call-overload]  # any value: checked here
     if state is None:
         raise SerializationError(
             f"the stored job (seq {row[0]!r}, id {row[1]!r}) is corrupted and "
@@ -282,7 +306,7 @@ class Database:
 
     # ------------------------------------------------------------ schema
 
-    def migrate(self, conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    def migrate(self, conn: Connection) -> int:
         """Create or migrate the schema; return its version.
 
         Raises:
@@ -291,23 +315,25 @@ class Database:
         with conn.transaction():
             # One migrator at a time, whichever process: the lock is the
             # schema's, and goes with the transaction.
-            conn.execute(
+            _exec(
+                conn,
                 "SELECT pg_advisory_xact_lock(hashtext('trunner.migrate'), "
                 "hashtext(%s))",
                 (self.schema,),
             )
-            conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
-            conn.execute(
+            _exec(conn, self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
+            _exec(
+                conn,
                 self._q(
                     "CREATE TABLE IF NOT EXISTS {s}.migrations ("
                     "version integer PRIMARY KEY, description text NOT NULL, "
                     "applied_at timestamptz NOT NULL DEFAULT now())"
-                )
+                ),
             )
-            row = conn.execute(
-                self._q("SELECT max(version) FROM {s}.migrations")
+            row = _exec(
+                conn, self._q("SELECT max(version) FROM {s}.migrations")
             ).fetchone()
-            current = 0 if row is None or row[0] is None else int(row[0])  # type: ignore[call-overload]  # an integer column
+            current = 0 if row is None or row[0] is None else int(row[0])
             if current > SCHEMA_VERSION:
                 raise StoreError(
                     f"PostgreSQL schema {self.schema!r} is at version {current}, "
@@ -318,8 +344,9 @@ class Database:
                 if version <= current:
                     continue
                 for statement in statements:
-                    conn.execute(self._q(statement))  # type: ignore[arg-type]  # trusted DDL
-                conn.execute(
+                    _exec(conn, self._q(statement))
+                _exec(
+                    conn,
                     self._q(
                         "INSERT INTO {s}.migrations (version, description) "
                         "VALUES (%s, %s)"
@@ -332,7 +359,7 @@ class Database:
     # ------------------------------------------------------------ jobs
 
     def insert_again(
-        self, conn: psycopg.Connection[tuple[object, ...]], jobs: Sequence[JobRecord]
+        self, conn: Connection, jobs: Sequence[JobRecord]
     ) -> builtins.list[tuple[JobRecord, bool]]:
         """`insert` after an attempt whose connection died: it may have committed.
 
@@ -343,7 +370,7 @@ class Database:
 
     def insert(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         jobs: Sequence[JobRecord],
         *,
         mine: bool = False,
@@ -370,16 +397,17 @@ class Database:
             + ", ".join(name for name, _ in _INSERT_COLUMNS)
             + ", ord) ORDER BY ord ON CONFLICT (id) DO NOTHING RETURNING id, seq",
         )
-        seqs: dict[str, int] = dict(conn.execute(statement, columns).fetchall())  # type: ignore[arg-type]  # (text, bigint) rows
+        seqs: dict[str, int] = dict(_exec(conn, statement, columns).fetchall())
         stored: dict[str, tuple[JobRecord, bool]] = {}
         there: dict[str, JobRecord] = {}
         missing = [job.id for job in fresh if job.id not in seqs]
         if missing:
-            for row in conn.execute(
+            for row in _exec(
+                conn,
                 self._q(f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = ANY(%s)"),
                 (missing,),
             ):
-                there[row[1]] = decode(row)  # type: ignore[index]  # a text column
+                there[row[1]] = decode(row)
         for job in fresh:
             seq = seqs.get(job.id)
             if seq is not None:
@@ -400,20 +428,17 @@ class Database:
             result.append((record, new and first[job.id] is job))
         return result
 
-    def get(
-        self, conn: psycopg.Connection[tuple[object, ...]], job_id: str
-    ) -> JobRecord | None:
-        row = conn.execute(
-            self._statement(
-                "get", f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = %s"
-            ),
+    def get(self, conn: Connection, job_id: str) -> JobRecord | None:
+        row = _exec(
+            conn,
+            self._statement("get", f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = %s"),
             (job_id,),
         ).fetchone()
         return None if row is None else decode(row)
 
     def list(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         state: JobState | None,
         handler: str | None,
         limit: int,
@@ -428,7 +453,8 @@ class Database:
             where.append("handler = %s")
             params.append(handler)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = conn.execute(
+        rows = _exec(
+            conn,
             self._q(
                 f"SELECT {_COLUMNS} FROM {{s}}.jobs {clause}"
                 "ORDER BY seq DESC LIMIT %s OFFSET %s"
@@ -437,45 +463,48 @@ class Database:
         ).fetchall()
         return self._readable(rows)
 
-    def counts(self, conn: psycopg.Connection[tuple[object, ...]]) -> dict[JobState, int]:
+    def counts(self, conn: Connection) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
-        for state, count in conn.execute(
-            self._q("SELECT state, count(*) FROM {s}.jobs GROUP BY state")
+        for state, count in _exec(
+            conn, self._q("SELECT state, count(*) FROM {s}.jobs GROUP BY state")
         ):
-            known = _STATES.get(state)  # type: ignore[arg-type]  # a text column
+            known = _STATES.get(state)
             if known is not None:
-                counts[known] = count  # type: ignore[assignment]  # a bigint
+                counts[known] = count
         return counts
 
     def next_due(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         handlers: Collection[str] | None,
     ) -> dt.datetime | None:
         if handlers is None:
-            row = conn.execute(
-                self._q("SELECT min(run_at) FROM {s}.jobs WHERE state = 'pending'")
+            row = _exec(
+                conn,
+                self._q("SELECT min(run_at) FROM {s}.jobs WHERE state = 'pending'"),
             ).fetchone()
         else:
-            row = conn.execute(
+            row = _exec(
+                conn,
                 self._q(
                     "SELECT min(run_at) FROM {s}.jobs "
                     "WHERE state = 'pending' AND handler = ANY(%s)"
                 ),
                 (_storable_names(handlers),),
             ).fetchone()
-        return None if row is None else _opt_utc(row[0])  # type: ignore[arg-type]  # timestamptz
+        return None if row is None else _opt_utc(row[0])
 
     def renew(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         worker: str,
         job_ids: Sequence[str],
         lease_until: dt.datetime,
     ) -> RenewResult:
         held: set[str] = set()
         cancel: set[str] = set()
-        for job_id, cancel_requested in conn.execute(
+        for job_id, cancel_requested in _exec(
+            conn,
             self._statement(
                 "renew",
                 "UPDATE {s}.jobs SET lease_until = %s "
@@ -484,16 +513,16 @@ class Database:
             ),
             (check_time(lease_until), worker, builtins.list(job_ids)),
         ):
-            held.add(job_id)  # type: ignore[arg-type]  # a text column
+            held.add(job_id)
             if cancel_requested:
-                cancel.add(job_id)  # type: ignore[arg-type]
+                cancel.add(job_id)
         return RenewResult(held=frozenset(held), cancel_requested=frozenset(cancel))
 
     # ------------------------------------------------------------ ends and claims
 
     def end_and_claim(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         worker: str,
         ends: Sequence[End],
         claim: Claim | None,
@@ -555,18 +584,19 @@ class Database:
                 params["handlers"] = handlers
         ended: set[str] = set()
         rows: builtins.list[tuple[object, ...]] = []
-        for row in conn.execute(statement, params):  # type: ignore[arg-type]  # built above
+        for row in _exec(conn, statement, params):
             if row[0] is None:
-                ended.add(row[2])  # type: ignore[arg-type]  # the id
+                ended.add(row[2])
             else:
                 rows.append(row[1:])
         claimed = _sort_claimed(self._readable(rows))
         return [end.job_id in ended for end in ends], claimed
 
     def expire_leases(
-        self, conn: psycopg.Connection[tuple[object, ...]], now: dt.datetime
+        self, conn: Connection, now: dt.datetime
     ) -> builtins.list[JobRecord]:
-        rows = conn.execute(
+        rows = _exec(
+            conn,
             self._statement(
                 "expire",
                 "UPDATE {s}.jobs SET state = CASE WHEN cancel_requested "
@@ -587,7 +617,7 @@ class Database:
 
     def _change(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         job_id: str,
         changes: Sequence[str],
         params: dict[str, object],
@@ -596,20 +626,27 @@ class Database:
 
         In one transaction: a row that cannot be read changes nothing.
         """
-        parts = [f"c{n} AS ({change} RETURNING {_COLUMNS})" for n, change in enumerate(changes)]
-        chosen = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM c{n}" for n in range(len(changes)))
-        untouched = " AND ".join(f"NOT EXISTS (SELECT FROM c{n})" for n in range(len(changes)))
+        parts = [
+            f"c{n} AS ({change} RETURNING {_COLUMNS})"
+            for n, change in enumerate(changes)
+        ]
+        chosen = " UNION ALL ".join(
+            f"SELECT {_COLUMNS} FROM c{n}" for n in range(len(changes))
+        )
+        untouched = " AND ".join(
+            f"NOT EXISTS (SELECT FROM c{n})" for n in range(len(changes))
+        )
         statement = self._statement(
             ("change", *changes),
             f"WITH {', '.join(parts)} {chosen} UNION ALL "
             f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = %(id)s AND {untouched}",
         )
         with conn.transaction():
-            row = conn.execute(statement, {**params, "id": job_id}).fetchone()  # type: ignore[arg-type]  # built above
+            row = _exec(conn, statement, {**params, "id": job_id}).fetchone()
             return None if row is None else decode(row)
 
     def request_cancel(
-        self, conn: psycopg.Connection[tuple[object, ...]], job_id: str, now: dt.datetime
+        self, conn: Connection, job_id: str, now: dt.datetime
     ) -> JobRecord | None:
         return self._change(
             conn,
@@ -624,7 +661,7 @@ class Database:
         )
 
     def reset(
-        self, conn: psycopg.Connection[tuple[object, ...]], job_id: str, now: dt.datetime
+        self, conn: Connection, job_id: str, now: dt.datetime
     ) -> JobRecord | None:
         return self._change(
             conn,
@@ -641,7 +678,7 @@ class Database:
 
     def purge(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         finished_before: dt.datetime | None,
         keep_latest: int | None,
         states: frozenset[JobState],
@@ -663,17 +700,17 @@ class Database:
             params["keep"] = keep_latest
         if bounds:
             where = f"{where} AND ({' OR '.join(bounds)})"
-        return conn.execute(
-            self._q(f"DELETE FROM {{s}}.jobs WHERE {where}"),  # type: ignore[arg-type]  # built above
+        return _exec(
+            conn,
+            self._q(f"DELETE FROM {{s}}.jobs WHERE {where}"),
             params,
         ).rowcount
 
     # ------------------------------------------------------------ schedules
 
-    def put_schedule(
-        self, conn: psycopg.Connection[tuple[object, ...]], schedule: ScheduleRecord
-    ) -> None:
-        conn.execute(
+    def put_schedule(self, conn: Connection, schedule: ScheduleRecord) -> None:
+        _exec(
+            conn,
             self._statement(
                 "put_schedule",
                 f"INSERT INTO {{s}}.schedules ({_SCHEDULE_COLUMNS}) "
@@ -698,36 +735,34 @@ class Database:
             ),
         )
 
-    def delete_schedule(
-        self, conn: psycopg.Connection[tuple[object, ...]], name: str
-    ) -> bool:
+    def delete_schedule(self, conn: Connection, name: str) -> bool:
         return (
-            conn.execute(
-                self._q("DELETE FROM {s}.schedules WHERE name = %s"), (name,)
+            _exec(
+                conn, self._q("DELETE FROM {s}.schedules WHERE name = %s"), (name,)
             ).rowcount
             == 1
         )
 
-    def list_schedules(
-        self, conn: psycopg.Connection[tuple[object, ...]]
-    ) -> builtins.list[ScheduleRecord]:
-        rows = conn.execute(
+    def list_schedules(self, conn: Connection) -> builtins.list[ScheduleRecord]:
+        rows = _exec(
+            conn,
             self._q(
                 f"SELECT {_SCHEDULE_COLUMNS} FROM {{s}}.schedules "
                 'ORDER BY name COLLATE "C"'
-            )
+            ),
         ).fetchall()
         return [_decode_schedule(row) for row in rows]
 
     def advance_schedule(
         self,
-        conn: psycopg.Connection[tuple[object, ...]],
+        conn: Connection,
         name: str,
         expected: dt.datetime,
         next_run_at: dt.datetime,
     ) -> bool:
         return (
-            conn.execute(
+            _exec(
+                conn,
                 self._statement(
                     "advance",
                     "UPDATE {s}.schedules SET next_run_at = %s "
@@ -837,7 +872,10 @@ def _end_and_claim_sql(
             f"WHERE {held} RETURNING j.id)"
         )
         ended.append("r")
-    selects = [f"SELECT NULL::bool, {_NULLS.replace('NULL::text', 'id', 1)} FROM {name}" for name in ended]
+    selects = [
+        f"SELECT NULL::bool, {_NULLS.replace('NULL::text', 'id', 1)} FROM {name}"
+        for name in ended
+    ]
     # (the id is the second column of _COLUMNS: replace its NULL above)
     if claim_all is not None:
         handler = "" if claim_all else "AND handler = ANY(%(handlers)s) "
