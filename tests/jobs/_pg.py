@@ -34,9 +34,13 @@ def drop_schema(url: str, schema: str) -> None:
 
 @contextlib.contextmanager
 def fresh_schema() -> Generator[tuple[str, str]]:
-    """(URL of the test database, a new schema name) dropped on exit."""
-    url = require_postgres()
+    """(URL of the test database, a new schema name) dropped on exit.
+
+    The URL names the schema as its connections' ``application_name``, so
+    that `terminate_backends` kills only this test's connections.
+    """
     schema = unique_name("trunner_test")
+    url = f"{require_postgres()}?application_name={schema}"
     try:
         yield url, schema
     finally:
@@ -50,7 +54,7 @@ def sql(url: str, statement: str, *params: object) -> list[tuple[object, ...]]:
         return cursor.fetchall() if cursor.description is not None else []
 
 
-def terminate_backends(url: str, application_name: str = "trunner") -> int:
+def terminate_backends(url: str, application_name: str) -> int:
     """``pg_terminate_backend`` every connection of that application; how many."""
     rows = sql(
         url,
@@ -70,11 +74,9 @@ class Proxy:
     _scope: trio.CancelScope | None = None
     _nursery: trio.Nursery | None = None
 
-    def url(self) -> str:
-        base = require_postgres()
-        return base.replace(
-            f"{POSTGRES_HOST}:{POSTGRES_PORT}", f"127.0.0.1:{self.port}"
-        )
+    def url(self, url: str) -> str:
+        """``url`` (of the local PostgreSQL) through the proxy."""
+        return url.replace(f"{POSTGRES_HOST}:{POSTGRES_PORT}", f"127.0.0.1:{self.port}")
 
     async def _serve(self, *, task_status: trio.TaskStatus[None]) -> None:
         with trio.CancelScope() as scope:

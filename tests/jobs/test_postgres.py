@@ -119,6 +119,8 @@ def test_bad_arguments() -> None:
         PostgresJobStore("postgresql://h/db", pool_size=0)
     with pytest.raises(ValueError, match="connect_timeout"):
         PostgresJobStore("postgresql://h/db", connect_timeout=-1)
+    with pytest.raises(ValueError, match="conninfo is not a PostgreSQL"):
+        PostgresJobStore("host=a =b")
     with pytest.raises(TypeError, match="conninfo"):
         PostgresJobStore(b"postgresql://h/db")  # type: ignore[arg-type]  # on purpose
 
@@ -261,11 +263,12 @@ async def test_unreadable_row_is_skipped(
 # ------------------------------------------------------------ cancellation and timeouts
 
 
-def _active_queries(url: str) -> int:
+def _active_queries(url: str, application_name: str) -> int:
     rows = sql(
         url,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'trunner' "
-        "AND state = 'active'",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+        "AND state = 'active' AND pid <> pg_backend_pid()",
+        application_name,
     )
     count: int = rows[0][0]  # type: ignore[assignment]  # a bigint
     return count
@@ -291,7 +294,7 @@ async def test_cancelled_call_cancels_its_query(pg: tuple[str, str]) -> None:
             took = time.monotonic() - started
             assert scope.cancelled_caught
             assert took < 3
-            assert _active_queries(url) == 0
+            assert _active_queries(url, schema) == 0
         finally:
             await trio.to_thread.run_sync(locker.close)
         record = await store.get("a")  # the store goes on, the change was undone
@@ -335,7 +338,7 @@ async def test_connections_killed_by_the_server_are_replaced(
     try:
         await store.insert([job("a")])
         for round_ in range(3):
-            assert terminate_backends(url) >= 1
+            assert terminate_backends(url, schema) >= 1
             # Idle connections the server closed are noticed and replaced.
             [(_, new)] = await store.insert([job(f"b{round_}")])
             assert new
@@ -349,7 +352,7 @@ async def test_unreachable_store_fails_fast_and_stores_nothing(
 ) -> None:
     url, schema = pg
     async with open_proxy() as proxy:
-        store = PostgresJobStore(proxy.url(), schema=schema, connect_timeout=2)
+        store = PostgresJobStore(proxy.url(url), schema=schema, connect_timeout=2)
         await store.connect()
         try:
             await store.insert([job("before")])
@@ -398,7 +401,7 @@ async def test_watch_hears_jobs_from_other_connections(pg: tuple[str, str]) -> N
                 assert await watcher.wait(10)
             # Its connection killed: it reconnects, and wakes (it may have
             # missed something meanwhile).
-            terminate_backends(url)
+            terminate_backends(url, schema)
             with trio.fail_after(5):
                 assert await watcher.wait(10)
             await other.insert([job("b")])

@@ -191,6 +191,15 @@ class PostgresJobStore:
             raise ImportError(
                 "PostgresJobStore needs psycopg 3: pip install 'trunner[postgres]'"
             ) from error
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(conninfo)
+        except ProgrammingError as error:
+            raise ValueError(
+                f"conninfo is not a PostgreSQL connection string or URL: {error}"
+            ) from None
         self._conninfo = conninfo
         self._db: Database = Database(self._schema)
         self._pool: Pool | None = None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, final
 import psycopg
 import trio
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 from ._errors import StoreError
 
@@ -133,6 +134,7 @@ class Pool:
         "_conninfo",
         "_idle",
         "_label",
+        "_settings",
         "_slots",
         "_timeout",
     )
@@ -153,20 +155,27 @@ class Pool:
         self._slots = trio.Semaphore(size)
         self._idle: list[Connection] = []
         self._closed = False
+        timeout = max(timeout, connect_timeout)
+        # The store's defaults, for what the URL leaves out.
+        given = conninfo_to_dict(conninfo)
+        defaults: dict[str, object] = {
+            "connect_timeout": max(1, round(connect_timeout)),
+            "application_name": "trunner",
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(timeout)),
+            "keepalives_interval": max(1, round(timeout / 5)),
+            "keepalives_count": 5,
+            "tcp_user_timeout": round(timeout * 1000),
+        }
+        self._settings = {k: v for k, v in defaults.items() if k not in given}
+        # Times come back in UTC, whatever the server's or the role's setting.
+        options = given.get("options")
+        self._settings["options"] = f"{options or ''} -c TimeZone=UTC".strip()
 
-    def connect_sync(self, *, autocommit: bool = True) -> Connection:
+    def connect_sync(self) -> Connection:
         """Make a new connection (blocking, bounded by the connect timeout)."""
         return psycopg.Connection.connect(
-            self._conninfo,
-            autocommit=autocommit,
-            connect_timeout=max(1, round(self._connect_timeout)),
-            application_name="trunner",
-            options="-c TimeZone=UTC",
-            keepalives=1,
-            keepalives_idle=max(1, round(self._timeout)),
-            keepalives_interval=max(1, round(self._timeout / 5)),
-            keepalives_count=5,
-            tcp_user_timeout=round(max(self._timeout, self._connect_timeout) * 1000),
+            self._conninfo, autocommit=True, **self._settings
         )
 
     async def connect(self) -> Connection:
