@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, final
 import psycopg
 import trio
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ._errors import StoreError
 
@@ -158,7 +158,7 @@ class Pool:
         timeout = max(timeout, connect_timeout)
         # The store's defaults, for what the URL leaves out.
         given = conninfo_to_dict(conninfo)
-        defaults: dict[str, object] = {
+        defaults: dict[str, str | int] = {
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": "trunner",
             "keepalives": 1,
@@ -167,16 +167,15 @@ class Pool:
             "keepalives_count": 5,
             "tcp_user_timeout": round(timeout * 1000),
         }
-        self._settings = {k: v for k, v in defaults.items() if k not in given}
+        settings = {k: v for k, v in defaults.items() if k not in given}
         # Times come back in UTC, whatever the server's or the role's setting.
         options = given.get("options")
-        self._settings["options"] = f"{options or ''} -c TimeZone=UTC".strip()
+        settings["options"] = f"{options or ''} -c TimeZone=UTC".strip()
+        self._settings = make_conninfo(conninfo, **settings)
 
     def connect_sync(self) -> Connection:
         """Make a new connection (blocking, bounded by the connect timeout)."""
-        return psycopg.Connection.connect(
-            self._conninfo, autocommit=True, **self._settings
-        )
+        return psycopg.Connection.connect(self._settings, autocommit=True)
 
     async def connect(self) -> Connection:
         """Make a new connection on a thread.
