@@ -28,6 +28,7 @@ from ..jobs import (
     UnknownHandlerError,
 )
 from ._codec import (
+    MAX_OFFSET,
     STATE_NAMES,
     BadRequestError,
     check_text,
@@ -222,7 +223,7 @@ class _Service:
         if handler is not None:
             check_text(handler, "handler")
         limit = _int_query(query.get("limit"), "limit", 100, 1, MAX_LIMIT)
-        offset = _int_query(query.get("offset"), "offset", 0, 0, 2**62)
+        offset = _int_query(query.get("offset"), "offset", 0, 0, MAX_OFFSET)
         jobs = await self.manager.list_jobs(
             state=state, handler=handler, limit=limit, offset=offset
         )

@@ -29,6 +29,10 @@ IF_EXISTS: Final = ("error", "ignore")
 SUBMIT_FIELDS: Final = frozenset(
     {"id", "handler", "args", "priority", "delay", "run_at", "if_exists"}
 )
+#: The longest delay accepted: ten years, in seconds.
+MAX_DELAY: Final = 10 * 365 * 86400
+#: The largest ``offset`` of ``GET /jobs``.
+MAX_OFFSET: Final = 2**62
 #: Ids and handler names longer than this are refused (400) before any store call.
 MAX_NAME: Final = 1024
 
@@ -200,7 +204,7 @@ def parse_submit(data: object) -> SubmitRequest:
         if isinstance(delay, bool) or not isinstance(delay, int | float):
             raise BadRequestError("delay must be a number of seconds", "delay")
         delay = float(delay)
-        if not math.isfinite(delay) or delay < 0 or delay > 10 * 365 * 86400:
+        if not math.isfinite(delay) or delay < 0 or delay > MAX_DELAY:
             raise BadRequestError(
                 "delay must be between 0 and ten years, in seconds", "delay"
             )

@@ -6,10 +6,17 @@ import functools
 from typing import Final, cast
 
 from .._version import __version__
-from ._codec import PRIORITY_NAMES, STATE_NAMES
+from ._codec import MAX_DELAY, MAX_NAME, MAX_OFFSET, PRIORITY_NAMES, STATE_NAMES
 
 _TIME: Final = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
+_NAME: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME,
+    "pattern": "^[^\\u0000]*$",
+    "description": "Text without NUL characters.",
+}
 _JOB_ID: Final = {
     "name": "job_id",
     "in": "path",
@@ -99,9 +106,10 @@ def openapi_schema() -> dict[str, object]:
         "type": "object",
         "required": ["id", "handler"],
         "additionalProperties": False,
+        "not": {"required": ["delay", "run_at"], "description": "not both"},
         "properties": {
-            "id": {"type": "string", "minLength": 1, "maxLength": 1024},
-            "handler": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "id": _NAME,
+            "handler": _NAME,
             "args": {"description": "The handler's argument as JSON (default null)."},
             "priority": {
                 "type": "string",
@@ -111,6 +119,7 @@ def openapi_schema() -> dict[str, object]:
             "delay": {
                 "type": "number",
                 "minimum": 0,
+                "maximum": MAX_DELAY,
                 "description": "Seconds from now until the job is due.",
             },
             "run_at": {
@@ -200,7 +209,12 @@ def openapi_schema() -> dict[str, object]:
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": MAX_OFFSET,
+                                "default": 0,
+                            },
                         },
                     ],
                     "responses": {
