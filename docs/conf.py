@@ -98,6 +98,7 @@ if not _online():
 _EXTERNAL = [
     # Python
     "collections.abc.Callable",
+    "contextlib.AbstractAsyncContextManager",
     "contextvars.ContextVar",
     "datetime.date",
     "datetime.datetime",

@@ -6,12 +6,15 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 import types
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 
 import trunner
 from trunner.jobs import _open
@@ -20,14 +23,21 @@ from trunner.jobs._job import JobRecord, JobState, ScheduleRecord
 from trunner.jobs._memory import MemoryJobStore
 from trunner.jobs._open import open_store
 from trunner.jobs._sqlite import SQLiteJobStore, _Database
+from trunner.jobs._wakeup import shared_wakeups
 from trunner.testing._store_checks import check_job_store, job_store_checks
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import AsyncGenerator, Callable, Collection, Sequence
     from pathlib import Path
 
-    from trunner.jobs._store import JobStore, RenewResult
+    from trunner.jobs._store import (
+        CompleteResult,
+        JobEnd,
+        JobStore,
+        RenewResult,
+        WorkWatcher,
+    )
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
@@ -185,6 +195,32 @@ class Delegate:
             lease_until=lease_until,
             limit=limit,
         )
+
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        return await self.inner.complete_and_claim(
+            ends,
+            worker=worker,
+            handlers=handlers,
+            now=now,
+            lease_until=lease_until,
+            limit=limit,
+        )
+
+    @asynccontextmanager
+    async def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AsyncGenerator[WorkWatcher]:
+        async with self.inner.watch(handlers=handlers) as watcher:
+            yield watcher
 
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         return await self.inner.next_due(handlers=handlers)
@@ -345,6 +381,96 @@ class LossyDisconnect(Delegate):
         self.inner = MemoryJobStore()
 
 
+class CompletesAnyHolder(Delegate):
+    """Ends a job whoever holds it: the per-job worker check is missing."""
+
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        ended: list[bool] = []
+        for end in ends:
+            current = self.inner._jobs.get(end.job_id)
+            holder = (
+                worker if current is None or current.worker is None else current.worker
+            )
+            result = await super().complete_and_claim(
+                [end],
+                worker=holder,
+                handlers=handlers,
+                now=now,
+                lease_until=lease_until,
+                limit=0,
+            )
+            ended.extend(result.ended)
+        result = await super().complete_and_claim(
+            [],
+            worker=worker,
+            handlers=handlers,
+            now=now,
+            lease_until=lease_until,
+            limit=limit,
+        )
+        return attrs.evolve(result, ended=tuple(ended))
+
+
+class RacyClaims(Delegate):
+    """Picks jobs, yields, then takes them: concurrent calls overlap."""
+
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        result = await super().complete_and_claim(
+            ends,
+            worker=worker,
+            handlers=handlers,
+            now=now,
+            lease_until=lease_until,
+            limit=0,
+        )
+        pending = await self.inner.list(state=JobState.PENDING, limit=100_000)
+        pending.sort(key=lambda record: (-record.priority, record.run_at, record.seq))
+        await trio.lowlevel.checkpoint()  # another caller picks the same jobs meanwhile
+        claimed: list[JobRecord] = []
+        for record in pending[:limit]:
+            new = attrs.evolve(
+                record,
+                state=JobState.RUNNING,
+                worker=worker,
+                lease_until=lease_until,
+                started_at=now,
+                attempts=record.attempts + 1,
+            )
+            self.inner._put(new, self.inner._jobs[record.id])
+            claimed.append(new)
+        return attrs.evolve(result, claimed=tuple(claimed))
+
+
+class DeafWatcher(Delegate):
+    """Its watcher never wakes."""
+
+    @asynccontextmanager
+    async def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AsyncGenerator[WorkWatcher]:
+        del handlers
+        async with MemoryJobStore().watch(handlers=None) as watcher:
+            yield watcher
+
+
 class FailingNextDue(Delegate):
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         raise RuntimeError("next_due is broken")
@@ -366,10 +492,13 @@ class FailingNextDue(Delegate):
         (EagerGet, "checkpoints"),
         (LossyDisconnect, "reconnect_keeps_data"),
         (LossyDisconnect, "connect_idempotent"),
+        (CompletesAnyHolder, "complete_and_claim_holder_only"),
+        (RacyClaims, "complete_and_claim_concurrent"),
+        (DeafWatcher, "watch"),
     ],
 )
 async def test_suite_catches_broken_store(
-    store_class: Callable[[], Delegate], check: str
+    store_class: Callable[[], Delegate], check: str, autojump_clock: trio.abc.Clock
 ) -> None:
     with pytest.raises(AssertionError, match=f"fails job store check '{check}'"):
         await check_job_store(store_class, only=[check])
@@ -1080,3 +1209,54 @@ def test_open_store_backend_from_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert isinstance(store, MemoryJobStore)
     assert made == ["redis://localhost:6379/2"]
+
+
+async def test_sqlite_wakes_watchers_of_other_objects_on_the_file(
+    db_path: str,
+) -> None:
+    async with trunner.open_scheduler():
+        watched, other = SQLiteJobStore(db_path), SQLiteJobStore(db_path)
+        await watched.connect()
+        await other.connect()
+        try:
+            async with watched.watch(handlers=None) as watcher:
+                assert not await watcher.wait(0)
+                await other.insert([job("a")])
+                assert await watcher.wait(5)
+                assert not await watcher.wait(0)
+        finally:
+            await other.disconnect()
+            await watched.disconnect()
+
+
+async def test_sqlite_does_not_wake_watchers_of_another_file(tmp_path: Path) -> None:
+    async with trunner.open_scheduler():
+        watched = SQLiteJobStore(tmp_path / "a.db")
+        other = SQLiteJobStore(tmp_path / "b.db")
+        await watched.connect()
+        await other.connect()
+        try:
+            async with watched.watch(handlers=None) as watcher:
+                await other.insert([job("a")])
+                assert not await watcher.wait(0)
+        finally:
+            await other.disconnect()
+            await watched.disconnect()
+
+
+def test_wakeups_reach_a_watcher_in_another_trio_run(db_path: str) -> None:
+    hub = shared_wakeups(os.path.realpath(db_path))
+    entered = threading.Event()
+    woken: list[bool] = []
+
+    async def watch() -> None:
+        async with hub.watch() as watcher:
+            entered.set()
+            woken.append(await watcher.wait(10))
+
+    thread = threading.Thread(target=trio.run, args=(watch,))
+    thread.start()
+    assert entered.wait(10)
+    hub.notify()  # from this thread, outside any trio run
+    thread.join(10)
+    assert woken == [True]

@@ -30,8 +30,11 @@ from ._postgres import PostgresWatcher as PostgresWatcher
 from ._registry import HandlerSpec as HandlerSpec
 from ._registry import Registry as Registry
 from ._sqlite import SQLiteJobStore as SQLiteJobStore
+from ._store import CompleteResult as CompleteResult
+from ._store import JobEnd as JobEnd
 from ._store import JobStore as JobStore
 from ._store import RenewResult as RenewResult
+from ._store import WorkWatcher as WorkWatcher
 
 _fixup(__name__, globals())
 del _fixup

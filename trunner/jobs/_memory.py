@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeAlias, final
 
 import attrs
@@ -10,12 +11,15 @@ import trio
 
 from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
 from ._sqlite import with_seq
-from ._store import RenewResult
+from ._store import CompleteResult, RenewResult
+from ._wakeup import Wakeups
 
 if TYPE_CHECKING:
     import builtins
     import datetime as dt
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import AsyncGenerator, Collection, Iterable, Sequence
+
+    from ._store import JobEnd, WorkWatcher
 
 # A pending job in its queue: (run_at, seq, id). It is current while
 # ``_entries[id]`` is this very tuple; a job that leaves PENDING (or comes back)
@@ -68,6 +72,9 @@ class MemoryJobStore:
     _schedules: dict[str, ScheduleRecord] = attrs.field(
         init=False, factory=dict[str, ScheduleRecord]
     )
+    _wakeups: Wakeups = attrs.field(init=False, factory=Wakeups)
+    # Whether a job became PENDING since the watchers were last woken.
+    _arrived: bool = attrs.field(init=False, default=False)
 
     def __repr__(self) -> str:
         return (
@@ -108,12 +115,19 @@ class MemoryJobStore:
             else:
                 heapq.heappush(heap, entry)
             self._queued += 1
+            self._arrived = True
             if self._queued > 2 * len(self._entries) + _STALE_SLACK:
                 self._rebuild_queues()
         elif state is _RUNNING:
             self._running[new.id] = None
         else:
             self._finished[new.id] = None
+
+    def _wake(self) -> None:
+        """Wake the watchers if a job became PENDING (once per store call)."""
+        if self._arrived:
+            self._arrived = False
+            self._wakeups.notify()
 
     def _rebuild_queues(self) -> None:
         """Drop every stale entry: heaps of only the current ones."""
@@ -182,6 +196,7 @@ class MemoryJobStore:
             new = with_seq(job, self._seq)
             self._put(new, None)
             results.append((new, True))
+        self._wake()
         return results
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -235,6 +250,55 @@ class MemoryJobStore:
     ) -> builtins.list[JobRecord]:
         """Take up to ``limit`` due jobs for ``worker``; see `JobStore.claim`."""
         await trio.lowlevel.checkpoint()
+        return self._claim(worker, handlers, now, lease_until, limit)
+
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        """End ``ends``, then claim; see `JobStore.complete_and_claim`."""
+        await trio.lowlevel.checkpoint()
+        ended = tuple([self._end(end, worker) for end in ends])
+        claimed = self._claim(worker, handlers, now, lease_until, limit)
+        self._wake()
+        return CompleteResult(ended, tuple(claimed))
+
+    @asynccontextmanager
+    async def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AsyncGenerator[WorkWatcher]:
+        """Subscribe to wake-ups; see `JobStore.watch`.
+
+        Every job that becomes PENDING in this store wakes every watcher,
+        whatever its handler.
+        """
+        del handlers
+        async with self._wakeups.watch() as watcher:
+            yield watcher
+
+    def _end(self, end: JobEnd, worker: str) -> bool:
+        if end.state is _PENDING:
+            if end.run_at is None:
+                return self._release(end.job_id, worker, end.at)
+            return self._requeue(end.job_id, worker, end.run_at, end.error, end.at)
+        return self._complete(
+            end.job_id, worker, end.state, end.at, end.result, end.error
+        )
+
+    def _claim(
+        self,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> builtins.list[JobRecord]:
         taken: builtins.list[JobRecord] = []
         if limit <= 0:
             return taken
@@ -320,6 +384,17 @@ class MemoryJobStore:
                 f"a job completes as succeeded, failed or cancelled, not {state}"
             )
         await trio.lowlevel.checkpoint()
+        return self._complete(job_id, worker, state, finished_at, result, error)
+
+    def _complete(
+        self,
+        job_id: str,
+        worker: str,
+        state: JobState,
+        finished_at: dt.datetime,
+        result: str | None,
+        error: str | None,
+    ) -> bool:
         job = self._held(job_id, worker)
         if job is None:
             return False
@@ -345,6 +420,18 @@ class MemoryJobStore:
     ) -> bool:
         """Make a held job PENDING again, due at ``run_at``; the attempt counts."""
         await trio.lowlevel.checkpoint()
+        held = self._requeue(job_id, worker, run_at, error, now)
+        self._wake()
+        return held
+
+    def _requeue(
+        self,
+        job_id: str,
+        worker: str,
+        run_at: dt.datetime,
+        error: str | None,
+        now: dt.datetime,
+    ) -> bool:
         job = self._held(job_id, worker)
         if job is None:
             return False
@@ -366,6 +453,11 @@ class MemoryJobStore:
     async def release(self, job_id: str, *, worker: str, now: dt.datetime) -> bool:
         """Hand a held job back, PENDING; the attempt does not count."""
         await trio.lowlevel.checkpoint()
+        held = self._release(job_id, worker, now)
+        self._wake()
+        return held
+
+    def _release(self, job_id: str, worker: str, now: dt.datetime) -> bool:
         job = self._held(job_id, worker)
         if job is None:
             return False
@@ -407,6 +499,7 @@ class MemoryJobStore:
                 new = attrs.evolve(job, state=_PENDING, run_at=now, lease_until=None)
             self._put(new, job)
             changed.append(new)
+        self._wake()
         return changed
 
     async def request_cancel(
@@ -447,6 +540,7 @@ class MemoryJobStore:
             cancel_requested=False,
         )
         self._put(new, job)
+        self._wake()
         return new
 
     async def purge(

@@ -17,7 +17,7 @@ import trio
 from .._util import check_duration
 from ._errors import StoreError
 from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
-from ._store import RenewResult
+from ._store import CompleteResult, RenewResult
 
 if TYPE_CHECKING:
     import builtins
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ._postgres_pool import Pool
     from ._postgres_sql import Claim, Connection, Database, End
+    from ._store import JobEnd
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
@@ -354,6 +355,58 @@ class PostgresJobStore:
         _, claimed = await self._end_and_claim(worker, [], claim)
         return claimed
 
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        """End ``ends``, then claim, in one transaction; see `JobStore`.
+
+        One statement for the ends of each kind and the claim.
+        """
+        from ._postgres_sql import Claim, End
+
+        names = _names(handlers)
+        claim = (
+            None
+            if limit <= 0 or names == ()
+            else Claim(handlers=names, now=now, lease_until=lease_until, limit=limit)
+        )
+        # An id PostgreSQL cannot hold (a NUL) is never held, and a second end
+        # of an id finds the job ended by the first: their flags are False.
+        seen: set[str] = set()
+        first: builtins.list[bool] = []
+        for end in ends:
+            first.append("\x00" not in end.job_id and end.job_id not in seen)
+            seen.add(end.job_id)
+        wanted = [end for end, keep in zip(ends, first, strict=True) if keep]
+        if not wanted and claim is None:
+            await self._nothing()
+            return CompleteResult((False,) * len(ends), ())
+        converted = [
+            End(
+                end.job_id,
+                "finished"
+                if end.state in FINISHED_STATES
+                else ("release" if end.run_at is None else "retry"),
+                at=end.at,
+                state=end.state.value if end.state in FINISHED_STATES else None,
+                result=end.result,
+                error=end.error,
+                run_at=end.run_at,
+            )
+            for end in wanted
+        ]
+        applied, claimed = await self._end_and_claim(worker, converted, claim)
+        flags = iter(applied)
+        ended = tuple(next(flags) if keep else False for keep in first)
+        return CompleteResult(ended, tuple(claimed))
+
     async def _end_and_claim(
         self, worker: str, ends: Sequence[End], claim: Claim | None
     ) -> tuple[builtins.list[bool], builtins.list[JobRecord]]:
@@ -647,7 +700,7 @@ class PostgresWatcher:
                 if self._drain(conn):
                     await trio.lowlevel.checkpoint()
                     return True
-                with trio.move_on_after(deadline - trio.current_time()):
+                with trio.move_on_after(max(0.0, deadline - trio.current_time())):
                     await trio.lowlevel.wait_readable(conn.fileno())
                     if self._drain(conn):
                         return True

@@ -26,13 +26,22 @@ from .._errors import NoCurrentSchedulerError, RunnerClosedError
 from .._util import check_duration
 from ._errors import SerializationError, StoreError
 from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
-from ._store import RenewResult
+from ._store import CompleteResult, RenewResult
+from ._wakeup import Wakeups, shared_wakeups
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        Callable,
+        Collection,
+        Generator,
+        Iterator,
+        Sequence,
+    )
 
     from .._handle import TaskHandle
     from .._thread import SingleThreadTaskRunner
+    from ._store import JobEnd, WorkWatcher
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
@@ -154,6 +163,27 @@ _CLAIM_UPDATE: Final = (
 _FAIL_CORRUPTED: Final = (
     "UPDATE trunner_jobs SET state = 'failed', error = ?, finished_at = ?, "
     "worker = ?, lease_until = NULL WHERE seq = ? AND state = 'pending'"
+)
+_HELD: Final = " WHERE id = ? AND state = 'running' AND worker = ?"
+_COMPLETE: Final = (
+    "UPDATE trunner_jobs SET state = ?, finished_at = ?, result = ?, "
+    "error = ?, lease_until = NULL" + _HELD
+)
+# A job whose cancellation was requested while it ran ends CANCELLED
+# instead of going back to PENDING: the request must not be lost.
+_REQUEUE: Final = (
+    "UPDATE trunner_jobs SET "
+    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+    "run_at = CASE WHEN cancel_requested THEN run_at ELSE ? END, "
+    "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
+    "error = ?, lease_until = NULL" + _HELD
+)
+_RELEASE: Final = (
+    "UPDATE trunner_jobs SET "
+    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+    "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
+    "attempts = CASE WHEN cancel_requested THEN attempts "
+    "ELSE max(attempts - 1, 0) END, lease_until = NULL" + _HELD
 )
 _SCHEDULE_COLUMNS: Final = (
     "name, handler, args, cron, every, next_run_at, priority, timeout, retry, "
@@ -570,6 +600,80 @@ class _Database:
         lease_until: dt.datetime,
         limit: int,
     ) -> builtins.list[JobRecord]:
+        with self._write() as conn:
+            return self._claim(conn, worker, handlers, now, lease_until, limit)
+
+    def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        worker: str,
+        handlers: tuple[str, ...] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> tuple[tuple[bool, ...], builtins.list[JobRecord]]:
+        with self._write() as conn:
+            ended = self._end(conn, ends, worker) if ends else ()
+            claimed = (
+                self._claim(conn, worker, handlers, now, lease_until, limit)
+                if limit > 0 and handlers != ()
+                else []
+            )
+        return ended, claimed
+
+    def _end(
+        self, conn: sqlite3.Connection, ends: Sequence[JobEnd], worker: str
+    ) -> tuple[bool, ...]:
+        """Apply ``ends`` to the jobs ``worker`` holds, inside the transaction."""
+        held: set[str] = set()
+        ids = builtins.list(dict.fromkeys(end.job_id for end in ends))
+        for chunk in _chunks(ids):
+            held.update(
+                job_id
+                for (job_id,) in conn.execute(
+                    "SELECT id FROM trunner_jobs WHERE state = 'running' "
+                    f"AND worker = ? AND id IN ({_marks(len(chunk))})",
+                    (worker, *chunk),
+                )
+            )
+        # Each id ends once: a second end of the same id finds it not held.
+        ended: builtins.list[bool] = []
+        finished: builtins.list[_Params] = []
+        requeued: builtins.list[_Params] = []
+        released: builtins.list[_Params] = []
+        for end in ends:
+            job_id = end.job_id
+            if job_id not in held:
+                ended.append(False)
+                continue
+            held.discard(job_id)
+            ended.append(True)
+            at = _ts(end.at)
+            if end.state is not JobState.PENDING:
+                finished.append(
+                    (end.state._value_, at, end.result, end.error, job_id, worker)
+                )
+            elif end.run_at is not None:
+                requeued.append((_ts(end.run_at), at, end.error, job_id, worker))
+            else:
+                released.append((at, job_id, worker))
+        if finished:
+            conn.executemany(_COMPLETE, finished)
+        if requeued:
+            conn.executemany(_REQUEUE, requeued)
+        if released:
+            conn.executemany(_RELEASE, released)
+        return tuple(ended)
+
+    def _claim(
+        self,
+        conn: sqlite3.Connection,
+        worker: str,
+        handlers: tuple[str, ...] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> builtins.list[JobRecord]:
         now_ts = _ts(now)
         lease_ts = _ts(lease_until)
         if handlers is None:
@@ -587,48 +691,47 @@ class _Database:
                 "ORDER BY priority DESC, run_at, seq LIMIT ?"
             )
             params = (now_ts, *handlers)
-        with self._write() as conn:
-            window = limit
-            # Corrupted due rows: (seq, why). Each fails its own job, once.
-            bad: builtins.list[tuple[object, str]] = []
-            while True:
-                rows = conn.execute(sql, (*params, window)).fetchall()
-                taken: builtins.list[JobRecord] = []
-                bad = []
-                for row in rows:
-                    # The record as the UPDATE below leaves the row.
-                    claimed: builtins.list[object] = builtins.list(row)
-                    claimed[_STATE] = "running"
-                    claimed[_WORKER] = worker
-                    claimed[_LEASE] = lease_ts
-                    claimed[_STARTED] = now_ts
-                    claimed[_CANCEL] = 0
-                    attempts = claimed[_ATTEMPTS]
-                    if isinstance(attempts, int):
-                        claimed[_ATTEMPTS] = attempts + 1
-                    try:
-                        taken.append(_decode(claimed))
-                    except SerializationError as error:
-                        bad.append((row[_SEQ], str(error)))
-                        continue
-                    if len(taken) == limit:
-                        break
-                # Corrupted rows fail below: look further until enough are
-                # taken or there are no more due jobs.
-                if len(taken) == limit or len(rows) < window:
+        window = limit
+        # Corrupted due rows: (seq, why). Each fails its own job, once.
+        bad: builtins.list[tuple[object, str]] = []
+        while True:
+            rows = conn.execute(sql, (*params, window)).fetchall()
+            taken: builtins.list[JobRecord] = []
+            bad = []
+            for row in rows:
+                # The record as the UPDATE below leaves the row.
+                claimed: builtins.list[object] = builtins.list(row)
+                claimed[_STATE] = "running"
+                claimed[_WORKER] = worker
+                claimed[_LEASE] = lease_ts
+                claimed[_STARTED] = now_ts
+                claimed[_CANCEL] = 0
+                attempts = claimed[_ATTEMPTS]
+                if isinstance(attempts, int):
+                    claimed[_ATTEMPTS] = attempts + 1
+                try:
+                    taken.append(_decode(claimed))
+                except SerializationError as error:
+                    bad.append((row[_SEQ], str(error)))
+                    continue
+                if len(taken) == limit:
                     break
-                window = limit + len(rows) - len(taken)
+            # Corrupted rows fail below: look further until enough are
+            # taken or there are no more due jobs.
+            if len(taken) == limit or len(rows) < window:
+                break
+            window = limit + len(rows) - len(taken)
+        conn.executemany(
+            _CLAIM_UPDATE, [(worker, lease_ts, now_ts, job.seq) for job in taken]
+        )
+        if bad:
+            # Left PENDING, a corrupted due row would be due for ever and
+            # each claim would meet it again: it fails, once, saying why.
             conn.executemany(
-                _CLAIM_UPDATE, [(worker, lease_ts, now_ts, job.seq) for job in taken]
+                _FAIL_CORRUPTED, [(why, now_ts, worker, seq) for seq, why in bad]
             )
-            if bad:
-                # Left PENDING, a corrupted due row would be due for ever and
-                # each claim would meet it again: it fails, once, saying why.
-                conn.executemany(
-                    _FAIL_CORRUPTED, [(why, now_ts, worker, seq) for seq, why in bad]
-                )
-        for _, why in bad:
-            logger.warning("failing a corrupted job: %s", why)
+            for _, why in bad:
+                logger.warning("failing a corrupted job: %s", why)
         return taken
 
     def next_due(self, handlers: tuple[str, ...] | None) -> dt.datetime | None:
@@ -684,14 +787,9 @@ class _Database:
         error: str | None,
     ) -> bool:
         return self._update_held(
-            "UPDATE trunner_jobs SET state = ?, finished_at = ?, result = ?, "
-            "error = ?, lease_until = NULL "
-            "WHERE id = ? AND state = 'running' AND worker = ?",
-            (state.value, _ts(finished_at), result, error, job_id, worker),
+            _COMPLETE, (state.value, _ts(finished_at), result, error, job_id, worker)
         )
 
-    # A job whose cancellation was requested while it ran ends CANCELLED
-    # instead of going back to PENDING: the request must not be lost.
     def requeue(
         self,
         job_id: str,
@@ -701,25 +799,11 @@ class _Database:
         now: dt.datetime,
     ) -> bool:
         return self._update_held(
-            "UPDATE trunner_jobs SET "
-            "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
-            "run_at = CASE WHEN cancel_requested THEN run_at ELSE ? END, "
-            "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
-            "error = ?, lease_until = NULL "
-            "WHERE id = ? AND state = 'running' AND worker = ?",
-            (_ts(run_at), _ts(now), error, job_id, worker),
+            _REQUEUE, (_ts(run_at), _ts(now), error, job_id, worker)
         )
 
     def release(self, job_id: str, worker: str, now: dt.datetime) -> bool:
-        return self._update_held(
-            "UPDATE trunner_jobs SET "
-            "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
-            "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
-            "attempts = CASE WHEN cancel_requested THEN attempts "
-            "ELSE max(attempts - 1, 0) END, lease_until = NULL "
-            "WHERE id = ? AND state = 'running' AND worker = ?",
-            (_ts(now), job_id, worker),
-        )
+        return self._update_held(_RELEASE, (_ts(now), job_id, worker))
 
     def expire_leases(self, now: dt.datetime) -> builtins.list[JobRecord]:
         now_ts = _ts(now)
@@ -933,6 +1017,7 @@ class SQLiteJobStore:
     _runner: SingleThreadTaskRunner | None
     _db: _Database | None
     _lock: trio.Lock
+    _wakeups: Wakeups
 
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0
@@ -949,6 +1034,8 @@ class SQLiteJobStore:
         self._runner = None
         self._db = None
         self._lock = trio.Lock()
+        # Shared with every store object on the same file in this process.
+        self._wakeups = shared_wakeups(os.path.realpath(text))
 
     def __repr__(self) -> str:
         state = "connected" if self._runner is not None else "not connected"
@@ -1056,7 +1143,11 @@ class SQLiteJobStore:
         if not jobs:
             await self._nothing()
             return []
-        return await self._run(_Database.insert, jobs)
+        stored = await self._run(_Database.insert, jobs)
+        wakeups = self._wakeups
+        if wakeups and any(inserted for _, inserted in stored):
+            wakeups.notify()
+        return stored
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return the job with that id, or None.
@@ -1098,6 +1189,45 @@ class SQLiteJobStore:
             await self._nothing()
             return []
         return await self._run(_Database.claim, worker, names, now, lease_until, limit)
+
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        """End ``ends``, then claim, in one transaction (see `JobStore`)."""
+        names = _names(handlers)
+        if not ends and (limit <= 0 or names == ()):
+            await self._nothing()
+            return CompleteResult((), ())
+        ended, claimed = await self._run(
+            _Database.complete_and_claim, ends, worker, names, now, lease_until, limit
+        )
+        if self._wakeups and any(
+            done and end.state is JobState.PENDING
+            for done, end in zip(ended, ends, strict=True)
+        ):
+            self._wakeups.notify()
+        return CompleteResult(ended, tuple(claimed))
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AsyncGenerator[WorkWatcher]:
+        """Subscribe to wake-ups; see `JobStore.watch`.
+
+        Every store object on the same file in this process wakes the
+        watcher when one of its calls makes a job PENDING, whatever the
+        handler; jobs submitted by other processes are found by polling.
+        """
+        del handlers
+        async with self._wakeups.watch() as watcher:
+            yield watcher
 
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         """Return the earliest ``run_at`` among PENDING jobs of ``handlers``."""
@@ -1150,15 +1280,24 @@ class SQLiteJobStore:
         now: dt.datetime,
     ) -> bool:
         """Make a held job PENDING again, due at ``run_at``; the attempt counts."""
-        return await self._run(_Database.requeue, job_id, worker, run_at, error, now)
+        held = await self._run(_Database.requeue, job_id, worker, run_at, error, now)
+        if held:
+            self._wakeups.notify()
+        return held
 
     async def release(self, job_id: str, *, worker: str, now: dt.datetime) -> bool:
         """Hand a held job back, PENDING; the attempt does not count."""
-        return await self._run(_Database.release, job_id, worker, now)
+        held = await self._run(_Database.release, job_id, worker, now)
+        if held:
+            self._wakeups.notify()
+        return held
 
     async def expire_leases(self, *, now: dt.datetime) -> builtins.list[JobRecord]:
         """Take back RUNNING jobs whose lease ended before ``now``, by ``seq``."""
-        return await self._run(_Database.expire_leases, now)
+        expired = await self._run(_Database.expire_leases, now)
+        if any(job.state is JobState.PENDING for job in expired):
+            self._wakeups.notify()
+        return expired
 
     async def request_cancel(
         self, job_id: str, *, now: dt.datetime
@@ -1176,7 +1315,10 @@ class SQLiteJobStore:
         Raises:
             SerializationError: if its row is corrupted (nothing changes).
         """
-        return await self._run(_Database.reset, job_id, now)
+        record = await self._run(_Database.reset, job_id, now)
+        if record is not None and record.state is JobState.PENDING:
+            self._wakeups.notify()
+        return record
 
     async def purge(
         self,

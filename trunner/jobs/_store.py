@@ -10,20 +10,28 @@ them from the trio clock, so a store never reads a clock of its own.
 Every method is async and is a checkpoint. A method returns only once its
 change is durable (committed, fsynced, acknowledged). A backend failure raises
 `StoreError` from the driver's error.
+
+The worker's hot path is one call per round trip: `JobStore.complete_and_claim`
+ends the jobs that finished since the last call (grouped: one transaction for
+all of them) and claims the next ones in the same transaction. Idle workers
+learn of new work through `JobStore.watch` instead of polling.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
 
 import attrs
 
+from ._job import FINISHED_STATES, JobRecord, JobState
+
 if TYPE_CHECKING:
     import builtins
+    import contextlib
     import datetime as dt
     from collections.abc import Collection, Sequence
 
-    from ._job import JobRecord, JobState, ScheduleRecord
+    from ._job import ScheduleRecord
 
 
 @final
@@ -35,6 +43,148 @@ class RenewResult:
     held: frozenset[str]
     #: Ids among ``held`` whose cancellation has been requested.
     cancel_requested: frozenset[str]
+
+
+_END_STATES: Final = FINISHED_STATES | {JobState.PENDING}
+
+
+def _check_end_state(
+    instance: JobEnd, attribute: attrs.Attribute[JobState], state: JobState
+) -> None:
+    del attribute
+    if state not in _END_STATES:
+        raise ValueError(
+            "a job ends as succeeded, failed or cancelled, or goes back to "
+            f"pending; not {state!r}"
+        )
+    if state is JobState.PENDING and instance.result is not None:
+        raise ValueError("a job going back to pending has no result")
+    if state is not JobState.PENDING and instance.run_at is not None:
+        raise ValueError("only a job going back to pending has a run_at")
+
+
+def _aware(value: object) -> None:
+    if value is not None and getattr(value, "tzinfo", None) is None:
+        raise ValueError(f"store times must be timezone-aware datetimes, not {value!r}")
+
+
+def _check_at(
+    instance: object, attribute: attrs.Attribute[dt.datetime], value: dt.datetime
+) -> None:
+    del instance, attribute
+    _aware(value)
+
+
+def _check_run_at(
+    instance: object,
+    attribute: attrs.Attribute[dt.datetime | None],
+    value: dt.datetime | None,
+) -> None:
+    del instance, attribute
+    _aware(value)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class JobEnd:
+    """How an attempt that a worker holds ends, for `JobStore.complete_and_claim`.
+
+    Each kind is the batched form of one single-job method, with the same
+    semantics (and the same check that the worker still holds the job):
+
+    * ``state`` SUCCEEDED, FAILED or CANCELLED: `JobStore.complete` with
+      ``finished_at=at``, ``result`` and ``error``;
+    * ``state`` PENDING with a ``run_at``: `JobStore.requeue` (a retry after
+      backoff; the attempt counts) with ``run_at``, ``error`` and ``now=at``;
+    * ``state`` PENDING without ``run_at``: `JobStore.release` (handed back,
+      the attempt not counted) with ``now=at``.
+
+    Use the constructors `finished`, `retry` and `released`.
+
+    Raises:
+        ValueError: for a RUNNING ``state``, a ``result`` on a job going back
+            to PENDING, a ``run_at`` on a finished one, or a naive datetime.
+    """
+
+    job_id: str
+    state: JobState = attrs.field(validator=_check_end_state)
+    #: When it ended (``finished_at`` of a finished job, ``now`` otherwise).
+    at: dt.datetime = attrs.field(validator=_check_at)
+    #: The result as JSON text (SUCCEEDED only, by convention).
+    result: str | None = None
+    error: str | None = None
+    #: When a retried job is due again (PENDING only).
+    run_at: dt.datetime | None = attrs.field(default=None, validator=_check_run_at)
+
+    @classmethod
+    def finished(
+        cls,
+        job_id: str,
+        state: JobState,
+        *,
+        at: dt.datetime,
+        result: str | None = None,
+        error: str | None = None,
+    ) -> JobEnd:
+        """End the job SUCCEEDED, FAILED or CANCELLED (as `JobStore.complete`)."""
+        if state not in FINISHED_STATES:
+            raise ValueError(
+                f"a job finishes as succeeded, failed or cancelled, not {state!r}"
+            )
+        return cls(job_id=job_id, state=state, at=at, result=result, error=error)
+
+    @classmethod
+    def retry(
+        cls, job_id: str, *, run_at: dt.datetime, error: str | None, at: dt.datetime
+    ) -> JobEnd:
+        """Make the job PENDING again, due at ``run_at`` (as `JobStore.requeue`)."""
+        return cls(
+            job_id=job_id, state=JobState.PENDING, at=at, error=error, run_at=run_at
+        )
+
+    @classmethod
+    def released(cls, job_id: str, *, at: dt.datetime) -> JobEnd:
+        """Hand the job back, the attempt not counted (as `JobStore.release`)."""
+        return cls(job_id=job_id, state=JobState.PENDING, at=at)
+
+    @property
+    def is_release(self) -> bool:
+        """Whether this hands the job back without counting the attempt."""
+        return self.state is JobState.PENDING and self.run_at is None
+
+
+@final
+@attrs.frozen
+class CompleteResult:
+    """What `JobStore.complete_and_claim` did."""
+
+    #: Whether each end, in the order given, applied (the worker held the job
+    #: and it is now ended, requeued or released as asked).
+    ended: tuple[bool, ...]
+    #: The jobs claimed, as stored after the claim, in claim order.
+    claimed: tuple[JobRecord, ...]
+
+
+@runtime_checkable
+class WorkWatcher(Protocol):
+    """A subscription to a store's wake-ups, from `JobStore.watch`."""
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109  # the protocol's
+        """Wait until work may have arrived, or for ``timeout`` seconds (trio time).
+
+        Work arrives when a job becomes PENDING: inserted, requeued, released,
+        reset, or taken back from an expired lease. Arrivals since the watcher
+        was opened, or since the previous `wait` returned True, count: none is
+        lost between two waits. Several arrivals may make one wake-up, and a
+        wake-up may be spurious (a job that another worker claims first, or
+        one that is not due yet); the caller claims and finds out.
+
+        A checkpoint; cancelling it changes nothing.
+
+        Returns:
+            True when woken by an arrival, False when the timeout passed.
+        """
+        ...
 
 
 @runtime_checkable
@@ -109,6 +259,55 @@ class JobStore(Protocol):
 
         Returns:
             The taken jobs, as stored after the claim, in that order.
+        """
+        ...
+
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        """End the jobs of ``ends``, then claim up to ``limit`` jobs: one atomic step.
+
+        The worker's hot path: one transaction (one disk flush) for all the
+        ends gathered since its last call and for its next claim. Each end is
+        applied in order with the semantics of its single-job method (see
+        `JobEnd`), only if ``worker`` still holds the job (RUNNING with
+        ``worker``): a job whose lease was lost (expired, and maybe taken by
+        another worker) is left as it is, and its entry in ``ended`` is False.
+        One end that does not apply never stops the others. Then the claim
+        runs as `claim` does with the same arguments (``limit=0`` claims
+        nothing: a grouped completion); whether a job made PENDING by ``ends``
+        may be claimed again by the same call is the store's choice.
+        Concurrent calls (from any workers) never claim the same job, and a
+        failed call changes nothing.
+
+        Returns:
+            Whether each end applied, and the jobs claimed.
+        """
+        ...
+
+    def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> contextlib.AbstractAsyncContextManager[WorkWatcher]:
+        """Subscribe to wake-ups for the ``async with`` block.
+
+        An idle worker opens a watcher, claims, and when it found nothing waits
+        on the watcher until work arrives (see `WorkWatcher.wait`) instead of
+        polling. ``handlers`` is a hint: a store may filter wake-ups by handler
+        or not. A job that becomes PENDING through any client of this store
+        object, and through any other object on the same store in this
+        process, wakes the watcher at once; from other processes, as the
+        backend allows (Redis: a channel; PostgreSQL: LISTEN/NOTIFY; SQLite:
+        not across processes, so the worker's ``poll_interval`` is the bound).
+
+        Entering and leaving are checkpoints; the store must be connected
+        while the watcher is open.
         """
         ...
 

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from ..jobs._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
-from ..jobs._store import JobStore
+from ..jobs._store import JobEnd, JobStore, WorkWatcher
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -26,6 +26,8 @@ _CheckFn: TypeAlias = "Callable[[JobStore], Awaitable[None]]"
 T0: Final = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 _WORKER: Final = "worker-1"
 _OTHER: Final = "worker-2"
+#: Seconds a watcher may take to hear of a job in the same process.
+_WAKE_TIMEOUT: Final = 5.0
 
 
 @final
@@ -632,6 +634,285 @@ async def _check_claim_concurrent(store: JobStore) -> None:
     )
 
 
+# ---------------------------------------------------------------- the worker's hot path
+
+
+async def _complete_and_claim(
+    store: JobStore,
+    ends: list[JobEnd],
+    *,
+    worker: str = _WORKER,
+    handlers: Iterable[str] | None = None,
+    now: float = 0.0,
+    lease: float = 30.0,
+    limit: int = 0,
+) -> tuple[list[bool], list[JobRecord]]:
+    result = await store.complete_and_claim(
+        ends,
+        worker=worker,
+        handlers=None if handlers is None else list(handlers),
+        now=_at(now),
+        lease_until=_at(now + lease),
+        limit=limit,
+    )
+    _equal(len(result.ended), len(ends), "complete_and_claim: one ended flag per end")
+    for record in result.claimed:
+        _check_utc(record, "a record claimed by complete_and_claim")
+    return list(result.ended), list(result.claimed)
+
+
+@_check
+async def _check_complete_and_claim_ends(store: JobStore) -> None:
+    """complete_and_claim applies each end as complete, requeue or release would."""
+    for job_id in ("ok", "bad", "gone", "retry", "back", "back-cancel"):
+        await _running(store, job_id)
+    await store.request_cancel("back-cancel", now=_at(1))
+    ends = [
+        JobEnd.finished("ok", JobState.SUCCEEDED, at=_at(5), result='{"r": 1}'),
+        JobEnd.finished("bad", JobState.FAILED, at=_at(5), error="boom"),
+        JobEnd.finished("gone", JobState.CANCELLED, at=_at(5)),
+        JobEnd.retry("retry", run_at=_at(50), error="again", at=_at(5)),
+        JobEnd.released("back", at=_at(5)),
+        JobEnd.released("back-cancel", at=_at(5)),
+    ]
+    ended, claimed = await _complete_and_claim(store, ends, now=5)
+    _equal(ended, [True] * 6, "complete_and_claim's ended flags")
+    _equal(claimed, [], "complete_and_claim with limit=0 claims nothing")
+    ok = await _get(store, "ok")
+    _equal(
+        (ok.state, ok.finished_at, ok.result, ok.error, ok.lease_until, ok.worker),
+        (JobState.SUCCEEDED, _at(5), '{"r": 1}', None, None, _WORKER),
+        "(state, finished_at, result, error, lease_until, worker) of a succeeded end",
+    )
+    bad = await _get(store, "bad")
+    _equal(
+        (bad.state, bad.error, bad.finished_at),
+        (JobState.FAILED, "boom", _at(5)),
+        "(state, error, finished_at) of a failed end",
+    )
+    _equal((await _get(store, "gone")).state, JobState.CANCELLED, "a cancelled end")
+    retry = await _get(store, "retry")
+    _equal(
+        (retry.state, retry.run_at, retry.error, retry.attempts, retry.lease_until),
+        (JobState.PENDING, _at(50), "again", 1, None),
+        "(state, run_at, error, attempts, lease_until) of a retried end",
+    )
+    back = await _get(store, "back")
+    _equal(
+        (back.state, back.attempts, back.lease_until),
+        (JobState.PENDING, 0, None),
+        "(state, attempts, lease_until) of a released end",
+    )
+    cancelled = await _get(store, "back-cancel")
+    _equal(
+        (cancelled.state, cancelled.finished_at),
+        (JobState.CANCELLED, _at(5)),
+        "a released end of a job whose cancellation was requested",
+    )
+
+
+@_check
+async def _check_complete_and_claim_holder_only(store: JobStore) -> None:
+    """complete_and_claim ends only the jobs the worker holds, each on its own."""
+    await _running(store, "mine")
+    await _running(store, "theirs", worker=_OTHER)
+    await _running(store, "lost")
+    await _finished(store, "done", JobState.SUCCEEDED, 1)
+    await _insert(store, _job("pending", run_at=100))
+    # The lease of "lost" expires and another worker takes it.
+    await store.renew(worker=_WORKER, job_ids=["mine"], lease_until=_at(90))
+    await store.renew(worker=_OTHER, job_ids=["theirs"], lease_until=_at(90))
+    [expired] = await store.expire_leases(now=_at(31))
+    _equal(expired.id, "lost", "the job whose lease expired")
+    [retaken] = await _claim(store, worker=_OTHER, handlers=["h-lost"], now=31)
+    ends = [
+        JobEnd.finished("lost", JobState.SUCCEEDED, at=_at(32), result="1"),
+        JobEnd.finished("theirs", JobState.FAILED, at=_at(32), error="x"),
+        JobEnd.finished("done", JobState.FAILED, at=_at(32), error="x"),
+        JobEnd.released("pending", at=_at(32)),
+        JobEnd.finished("missing", JobState.SUCCEEDED, at=_at(32)),
+        JobEnd.finished("mine", JobState.SUCCEEDED, at=_at(32), result="2"),
+        JobEnd.finished("mine", JobState.FAILED, at=_at(33), error="twice"),
+    ]
+    ended, _ = await _complete_and_claim(store, ends, now=32)
+    _equal(
+        ended,
+        [False, False, False, False, False, True, False],
+        "ended flags for (lost lease, another's, finished, pending, missing, "
+        "held, held twice)",
+    )
+    lost = await _get(store, "lost")
+    _equal(
+        (lost.state, lost.worker, lost.result, lost.attempts),
+        (JobState.RUNNING, _OTHER, None, retaken.attempts),
+        "a job whose lease was lost, after its old holder's end",
+    )
+    theirs = await _get(store, "theirs")
+    _equal((theirs.state, theirs.worker), (JobState.RUNNING, _OTHER), "another's job")
+    done = await _get(store, "done")
+    _equal((done.state, done.error), (JobState.SUCCEEDED, None), "a finished job")
+    _equal((await _get(store, "pending")).state, JobState.PENDING, "a pending job")
+    mine = await _get(store, "mine")
+    _equal(
+        (mine.state, mine.result, mine.finished_at),
+        (JobState.SUCCEEDED, "2", _at(32)),
+        "a held job ended twice in one call (the first end applies)",
+    )
+
+
+@_check
+async def _check_complete_and_claim_claims(store: JobStore) -> None:
+    """complete_and_claim claims after the ends, as claim does."""
+    await _running(store, "r")
+    await _insert(
+        store,
+        _job("low", priority=-1),
+        _job("high", priority=5),
+        _job("mid-late", run_at=2),
+        _job("mid-early", run_at=1),
+        _job("future", run_at=100),
+        _job("other", handler="other"),
+    )
+    ended, claimed = await _complete_and_claim(
+        store,
+        [JobEnd.finished("r", JobState.SUCCEEDED, at=_at(3))],
+        handlers=["h"],
+        now=3,
+        limit=3,
+    )
+    _equal(ended, [True], "ended flags")
+    _equal(_ids(claimed), ["high", "mid-early", "mid-late"], "claimed ids, in order")
+    for record in claimed:
+        _equal(
+            (
+                record.state,
+                record.worker,
+                record.started_at,
+                record.lease_until,
+                record.attempts,
+            ),
+            (JobState.RUNNING, _WORKER, _at(3), _at(33), 1),
+            f"(state, worker, started_at, lease_until, attempts) of {record.id!r}",
+        )
+        _equal(await _get(store, record.id), record, "the claimed record as stored")
+    # A job released in the call is due again, and may be claimed by it.
+    ended, claimed = await _complete_and_claim(
+        store,
+        [JobEnd.released("high", at=_at(4))],
+        handlers=["h"],
+        now=4,
+        limit=10,
+    )
+    _equal(ended, [True], "ended flags of a release")
+    _expect(
+        _ids(claimed) in (["high", "low"], ["low"]),
+        "claimed after a release: expected ['high', 'low'] (the released job "
+        f"claimed again) or ['low'], got {_ids(claimed)!r}",
+    )
+    if len(claimed) == 2:
+        _equal(claimed[0].attempts, 1, "attempts of a released job claimed again")
+    _equal(
+        await _complete_and_claim(store, [], handlers=[], now=4, limit=10),
+        ([], []),
+        "complete_and_claim with no ends and no handlers",
+    )
+
+
+@_check
+async def _check_complete_and_claim_concurrent(store: JobStore) -> None:
+    """Concurrent complete_and_claim calls never take the same job nor lose one."""
+    await _insert(store, *[_job(f"j{n:03}", priority=n % 3) for n in range(120)])
+    taken: list[str] = []
+    finished: list[str] = []
+    not_ended: list[str] = []
+    wrong: list[str] = []
+
+    async def worker(name: str) -> None:
+        ends: list[JobEnd] = []
+        while True:
+            ended, claimed = await _complete_and_claim(
+                store, ends, worker=name, now=1, limit=4
+            )
+            not_ended.extend(
+                end.job_id for end, done in zip(ends, ended, strict=True) if not done
+            )
+            finished.extend(end.job_id for end in ends)
+            wrong.extend(record.id for record in claimed if record.worker != name)
+            taken.extend(_ids(claimed))
+            if not claimed:
+                return
+            ends = [
+                JobEnd.finished(record.id, JobState.SUCCEEDED, at=_at(2))
+                for record in claimed
+            ]
+
+    async with trio.open_nursery() as nursery:
+        for n in range(12):
+            nursery.start_soon(worker, f"w{n}")
+    _equal(wrong, [], "jobs claimed with another worker's name")
+    duplicates = sorted({job_id for job_id in taken if taken.count(job_id) > 1})
+    _equal(duplicates, [], "jobs taken by two calls")
+    _equal(not_ended, [], "jobs claimed by a worker that it could not end")
+    _equal(sorted(finished), sorted(taken), "jobs ended")
+    _equal(len(taken), 120, "jobs taken")
+    counts = await store.counts()
+    _equal(counts[JobState.SUCCEEDED], 120, "succeeded jobs")
+
+
+async def _woken(watcher: WorkWatcher, what: str) -> None:
+    _expect(
+        await watcher.wait(_WAKE_TIMEOUT),
+        f"the watcher was not woken by {what} within {_WAKE_TIMEOUT} s",
+    )
+
+
+async def _quiet(watcher: WorkWatcher, what: str) -> None:
+    _expect(not await watcher.wait(0), f"the watcher was woken {what}")
+
+
+@_check
+async def _check_watch(store: JobStore) -> None:
+    """A watcher wakes when a job becomes PENDING, and loses no arrival."""
+    await _insert(store, _job("before"))
+    async with store.watch(handlers=None) as watcher:
+        _expect(isinstance(watcher, WorkWatcher), "watch must yield a WorkWatcher")
+        await _quiet(watcher, "with no arrival since it was opened")
+        # Arrivals before the wait count: none is lost between two waits.
+        await _insert(store, _job("a"), _job("b"))
+        await _woken(watcher, "an insert before the wait")
+        await _quiet(watcher, "twice by one insert")
+
+        async def insert_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the watcher waits
+            await _insert(store, _job("c"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(insert_soon)
+            await _woken(watcher, "an insert during the wait")
+        await _quiet(watcher, "twice by one insert")
+        claimed = await _claim(store, limit=4)
+        _equal(len(claimed), 4, "jobs claimed")
+        await store.requeue("a", worker=_WORKER, run_at=_at(10), error="e", now=_at(1))
+        await _woken(watcher, "a requeue")
+        await store.release("b", worker=_WORKER, now=_at(1))
+        await _woken(watcher, "a release")
+        await _complete_and_claim(store, [JobEnd.released("c", at=_at(1))])
+        await _woken(watcher, "a release by complete_and_claim")
+        await store.expire_leases(now=_at(100))
+        await _woken(watcher, "an expired lease")
+        _equal(len(await _claim(store, now=100)), 4, "jobs claimed again")
+        await store.complete(
+            "before", worker=_WORKER, state=JobState.FAILED, finished_at=_at(101)
+        )
+        await store.reset("before", now=_at(102))
+        await _woken(watcher, "a reset")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await watcher.wait(3600)
+        await _insert(store, _job("d"))
+        await _woken(watcher, "an insert after a cancelled wait")
+
+
 @_check
 async def _check_next_due(store: JobStore) -> None:
     """next_due is the earliest run_at of the PENDING jobs of the handlers."""
@@ -1222,6 +1503,13 @@ async def _check_checkpoints(store: JobStore) -> None:
                 "a", worker=_WORKER, state=JobState.SUCCEEDED, finished_at=_at(1)
             ),
         ),
+        (
+            "complete_and_claim",
+            lambda: _complete_and_claim(
+                store, [JobEnd.finished("a", JobState.SUCCEEDED, at=_at(1))], limit=1
+            ),
+        ),
+        ("complete_and_claim (nothing)", lambda: _complete_and_claim(store, [])),
         ("expire_leases", lambda: store.expire_leases(now=_at(100))),
         ("request_cancel", lambda: store.request_cancel("b", now=_at(2))),
         ("reset", lambda: store.reset("b", now=_at(3))),
