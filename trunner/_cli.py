@@ -117,7 +117,8 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
         required=default is None,
         help=(
             "the job store: memory://, sqlite:///relative/path.db, "
-            "sqlite:////absolute/path.db, redis://host:port/db "
+            "sqlite:////absolute/path.db, redis://host:port/db, "
+            "postgresql://user[:password]@host[:port]/dbname[?schema=trunner] "
             f"(default: ${STORE_ENV}{f', now {default!r}' if default else ''})"
         ),
     )

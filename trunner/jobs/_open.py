@@ -39,8 +39,11 @@ def open_store(url: str) -> JobStore:
     * ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the
       SQLAlchemy convention: the path follows the third slash): a
       `SQLiteJobStore` on that file;
-    * ``redis://host:port/db`` and ``postgresql://...``: the Redis and
-      PostgreSQL stores, imported only when asked for.
+    * ``postgresql://user[:password]@host[:port]/dbname[?schema=trunner]``:
+      a `PostgresJobStore` in that schema of the database (the query may add
+      libpq parameters, such as ``sslmode=require``); psycopg is imported
+      only then;
+    * ``redis://host:port/db``: the Redis store, imported only when asked for.
 
     Args:
         url: the store's URL.
