@@ -6,17 +6,17 @@ script installs procrastinate (and its psycopg) into a virtual environment of
 its own in a temporary directory. Every system works in a schema of its own,
 dropped at the end.
 
-* End to end: ``N_E2E`` trivial jobs (an async handler that returns its
+* End to end: ``Sizes.jobs`` trivial jobs (an async handler that returns its
   argument) submitted by ``SUBMITTERS`` concurrent tasks to one process that is
   also the only worker (concurrency ``CONCURRENCY``); the time runs from the
   first submit until every job has succeeded (polled every 0.1 s). trunner:
   `open_job_manager` on a `PostgresJobStore`; procrastinate: ``defer_async``
   and ``run_worker_async`` of one app, on asyncio (its own schema applied).
-* Latency: an idle worker in another process, and ``N_LATENCY`` jobs submitted
+* Latency: an idle worker in another process, and ``Sizes.latency`` jobs submitted
   one at a time, each once the previous one has started; the handler writes
   the wall time at which it starts; latency is that minus the wall time just
   before the submit. Both systems wake their worker with LISTEN/NOTIFY.
-* Scaling: ``N_E2E`` jobs run by 1 and by 3 worker processes (trunner), each
+* Scaling: ``Sizes.jobs`` jobs run by 1 and by 3 worker processes (trunner), each
   with concurrency ``CONCURRENCY``, submitted once the workers are up and idle.
 
 Run: ``python tests/benchmarks/bench_postgres.py [--rounds N]`` (default: one
@@ -37,6 +37,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import attrs
 import trio
 
 from trunner.jobs import JobManager, JobState, Registry, open_job_manager, open_store
@@ -50,8 +51,16 @@ if TYPE_CHECKING:
 else:
     import _common as common
 
-N_E2E = 10_000  # --jobs changes it, for a quick look
-N_LATENCY = 200
+
+@attrs.define
+class Sizes:
+    """How many jobs each part runs (``--jobs`` lowers them, for a quick look)."""
+
+    jobs: int = 10_000
+    latency: int = 200
+
+
+sizes = Sizes()
 CONCURRENCY: Final = 10
 SUBMITTERS: Final = 100
 WORKERS: Final = 3
@@ -83,7 +92,7 @@ async def stamp(job: str) -> None:
 
 # ---------------------------------------------------------------- procrastinate
 
-_PROCRASTINATE: Final = '''
+_PROCRASTINATE: Final = """
 import asyncio, json, os, sys, time
 import procrastinate, psycopg
 
@@ -141,7 +150,7 @@ async def main() -> None:
             print(json.dumps({"seconds": took}))
 
 asyncio.run(main())
-'''
+"""
 
 
 class Procrastinate:
@@ -164,8 +173,11 @@ class Procrastinate:
         )
         self.script.write_text(_PROCRASTINATE)
         version = subprocess.run(
-            [self.python, "-c", "import importlib.metadata as m; "
-             "print(m.version('procrastinate'))"],
+            [
+                self.python,
+                "-c",
+                "import importlib.metadata as m; print(m.version('procrastinate'))",
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -189,9 +201,9 @@ class Procrastinate:
 
     def e2e(self) -> float:
         self.clear()
-        out = self._run("e2e", str(N_E2E), str(CONCURRENCY), str(SUBMITTERS))
+        out = self._run("e2e", str(sizes.jobs), str(CONCURRENCY), str(SUBMITTERS))
         seconds: float = json.loads(out.strip().splitlines()[-1])["seconds"]
-        return N_E2E / seconds
+        return sizes.jobs / seconds
 
     def latency(self) -> list[float]:
         self.clear()
@@ -205,7 +217,7 @@ class Procrastinate:
         )
         try:
             time.sleep(3)  # up and idle
-            out = self._run("latency", str(N_LATENCY), env=env)
+            out = self._run("latency", str(sizes.latency), env=env)
         finally:
             worker.send_signal(signal.SIGINT)
             worker.wait(30)
@@ -226,10 +238,12 @@ def _latencies(submitted: str, stamps: Path) -> list[float]:
 
 
 def _sql(statement: str) -> None:
-    import psycopg  # noqa: PLC0415  # the benchmark's own, from trunner[postgres]
+    import psycopg  # the benchmark's own, from trunner[postgres]
+
+    from trunner.jobs._postgres_sql import literal
 
     with psycopg.connect(URL, autocommit=True) as conn:
-        conn.execute(statement)  # type: ignore[arg-type]  # the benchmark's SQL
+        conn.execute(literal(statement))
 
 
 # ---------------------------------------------------------------- trunner
@@ -240,13 +254,13 @@ def _store_url(schema: str) -> str:
 
 
 async def _wait_all_done(manager: JobManager, count: int) -> None:
-    while (await manager.counts())[JobState.SUCCEEDED] < count:
+    while (await manager.counts())[JobState.SUCCEEDED] < count:  # noqa: ASYNC110
         await trio.sleep(0.1)
 
 
 async def _submit_noops(manager: JobManager) -> None:
     async def submit(first: int) -> None:
-        for i in range(first, N_E2E, SUBMITTERS):
+        for i in range(first, sizes.jobs, SUBMITTERS):
             await manager.submit_job(f"j{i}", "noop", i)
 
     async with trio.open_nursery() as nursery:
@@ -261,10 +275,10 @@ def trunner_e2e(schema: str) -> float:
             await jm.purge()
             started = time.perf_counter()
             await _submit_noops(jm)
-            await _wait_all_done(jm, N_E2E)
+            await _wait_all_done(jm, sizes.jobs)
             took = time.perf_counter() - started
             await jm.purge()
-        return N_E2E / took
+        return sizes.jobs / took
 
     return trio.run(run)
 
@@ -305,12 +319,12 @@ def trunner_scaling(schema: str, count: int) -> float:
                 await trio.to_thread.run_sync(workers.wait_ready)
                 started = time.perf_counter()
                 await _submit_noops(jm)
-                await _wait_all_done(jm, N_E2E)
+                await _wait_all_done(jm, sizes.jobs)
                 took = time.perf_counter() - started
             finally:
                 await trio.to_thread.run_sync(workers.stop)
             await jm.purge()
-        return N_E2E / took
+        return sizes.jobs / took
 
     return trio.run(run)
 
@@ -327,7 +341,7 @@ def trunner_latency(schema: str, directory: Path) -> list[float]:
             workers = Workers(schema, 1, stamps)
             try:
                 await trio.to_thread.run_sync(workers.wait_ready)
-                for i in range(-1, N_LATENCY):
+                for i in range(-1, sizes.latency):
                     before = time.time()
                     await jm.submit_job(f"l{i}", "stamp", str(i))
                     lines.append(f"{i} {before!r}")
@@ -346,7 +360,7 @@ async def _worker_main(schema: str, ready: Path, stamps: str | None) -> None:
     store = open_store(_store_url(schema))
     with trio.open_signal_receiver(signal.SIGINT) as signals:
         async with open_job_manager(store, registry, concurrency=CONCURRENCY):
-            ready.touch()
+            await trio.Path(ready).touch()
             async for _ in signals:
                 break
 
@@ -359,22 +373,21 @@ def _ms(values: list[float], q: float) -> str:
 
 
 def main() -> None:
-    global N_E2E, N_LATENCY
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=10_000, help=argparse.SUPPRESS)
     parser.add_argument("--worker", metavar="SCHEMA")
     parser.add_argument("--ready", type=Path)
     parser.add_argument("--stamps")
     args = parser.parse_args()
-    N_E2E = args.jobs
-    N_LATENCY = min(N_LATENCY, max(10, N_E2E // 10))
+    sizes.jobs = args.jobs
+    sizes.latency = min(sizes.latency, max(10, sizes.jobs // 10))
     if args.worker:
         trio.run(_worker_main, args.worker, args.ready, args.stamps)
         return
     try:
         _sql("SELECT 1")
-    except Exception as error:  # noqa: BLE001  # any failure: say so, skip
+    except Exception as error:  # any failure: say so, skip
         print(f"bench_postgres: skipped, no PostgreSQL at {URL}: {error}")
         return
     schema = f"bench_trunner_{uuid.uuid4().hex[:8]}"
@@ -384,7 +397,7 @@ def main() -> None:
         try:
             version = peer.install()
             print(f"procrastinate {version}", file=sys.stderr)
-            variants: list[tuple[str, Callable[[], object]]] = [
+            variants: list[tuple[str, Callable[[], float]]] = [
                 ("trunner", lambda: trunner_e2e(schema)),
                 ("procrastinate", peer.e2e),
             ]
@@ -404,14 +417,13 @@ def main() -> None:
         finally:
             peer.drop()
             _sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    ours = [float(v) for v in e2e["trunner"]]  # type: ignore[arg-type]  # rates
-    theirs = [float(v) for v in e2e["procrastinate"]]  # type: ignore[arg-type]
+    ours, theirs = e2e["trunner"], e2e["procrastinate"]
     ratios = common.paired_ratios(ours, theirs)
-    one = [float(v) for v in scaling["1 worker"]]  # type: ignore[arg-type]
-    many = [float(v) for v in scaling[f"{WORKERS} workers"]]  # type: ignore[arg-type]
+    one, many = scaling["1 worker"], scaling[f"{WORKERS} workers"]
     rows = [
         common.Row(
-            f"end to end: {N_E2E:,} trivial jobs, one worker, concurrency {CONCURRENCY}",
+            f"end to end: {sizes.jobs:,} trivial jobs, one worker, "
+            f"concurrency {CONCURRENCY}",
             common.fmt_rate(common.median(ours)),
             f"procrastinate {version} {common.fmt_rate(common.median(theirs))}",
             f"{common.median(ratios):.2f}x",
@@ -426,7 +438,7 @@ def main() -> None:
             "",
         ),
         common.Row(
-            f"{WORKERS} worker processes / 1 ({N_E2E:,} jobs, concurrency "
+            f"{WORKERS} worker processes / 1 ({sizes.jobs:,} jobs, concurrency "
             f"{CONCURRENCY} each)",
             common.fmt_rate(common.median(many)),
             f"1 worker {common.fmt_rate(common.median(one))}",
