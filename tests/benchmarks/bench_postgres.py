@@ -240,7 +240,7 @@ def _latencies(submitted: str, stamps: Path) -> list[float]:
 def _sql(statement: str) -> None:
     import psycopg  # the benchmark's own, from trunner[postgres]
 
-    from trunner.jobs._postgres_sql import literal
+    from trunner.jobs._postgres_schema import literal
 
     with psycopg.connect(URL, autocommit=True) as conn:
         conn.execute(literal(statement))

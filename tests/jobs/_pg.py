@@ -21,7 +21,7 @@ from tests._services import (
     require_postgres,
     unique_name,
 )
-from trunner.jobs._postgres_sql import literal
+from trunner.jobs._postgres_schema import literal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Generator

@@ -19,7 +19,7 @@ from trunner.jobs import (
     PostgresJobStore,
     SerializationError,
     StoreError,
-    _postgres_sql,
+    _postgres_schema,
     open_store,
 )
 from trunner.jobs._job import JobRecord
@@ -146,7 +146,7 @@ async def test_fresh_schema_is_created_and_versioned(pg: tuple[str, str]) -> Non
     await store.disconnect()
 
     rows = sql(url, f'SELECT version, description FROM "{schema}".migrations')
-    assert [row[0] for row in rows] == [_postgres_sql.SCHEMA_VERSION]
+    assert [row[0] for row in rows] == [_postgres_schema.SCHEMA_VERSION]
     tables = sql(
         url,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
@@ -187,8 +187,10 @@ async def test_new_migration_applies_on_reopen(
     await store.insert([job("a")])
     await store.disconnect()
     extra = (2, "a test column", ("ALTER TABLE {s}.jobs ADD COLUMN note text",))
-    monkeypatch.setattr(_postgres_sql, "MIGRATIONS", (*_postgres_sql.MIGRATIONS, extra))
-    monkeypatch.setattr(_postgres_sql, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(
+        _postgres_schema, "MIGRATIONS", (*_postgres_schema.MIGRATIONS, extra)
+    )
+    monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 2)
     await store.connect()
     assert (await store.get("a")) is not None
     await store.disconnect()

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 
+    from ._postgres_claims import Claim, End
     from ._postgres_pool import Pool
-    from ._postgres_sql import Claim, Connection, Database, End
+    from ._postgres_schema import Connection
+    from ._postgres_sql import Database
     from ._store import JobEnd
 
 T = TypeVar("T")
@@ -255,6 +257,7 @@ class PostgresJobStore:
                 than this version of trunner knows.
         """
         from ._postgres_pool import Pool
+        from ._postgres_schema import migrate
 
         async with self._lock:
             if self._pool is not None:
@@ -268,7 +271,7 @@ class PostgresJobStore:
                 label=self._label(),
             )
             try:
-                await pool.run(self._db.migrate)
+                await pool.run(migrate, self._schema)
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await pool.aclose()
@@ -295,7 +298,7 @@ class PostgresJobStore:
             SerializationError: if a job has text PostgreSQL cannot store (a
                 NUL character); nothing is inserted.
         """
-        from ._postgres_sql import check_storable
+        from ._postgres_rows import check_storable
 
         if not jobs:
             await self._nothing()
@@ -345,7 +348,7 @@ class PostgresJobStore:
         One statement: ``SELECT ... FOR UPDATE SKIP LOCKED`` in claim order,
         and the ``UPDATE`` of the rows it picked.
         """
-        from ._postgres_sql import Claim
+        from ._postgres_claims import Claim
 
         names = _names(handlers)
         if limit <= 0 or names == ():
@@ -369,7 +372,7 @@ class PostgresJobStore:
 
         One statement for the ends of each kind and the claim.
         """
-        from ._postgres_sql import Claim, End
+        from ._postgres_claims import Claim, End
 
         names = _names(handlers)
         claim = (
@@ -452,7 +455,7 @@ class PostgresJobStore:
         Raises:
             ValueError: if ``state`` is not a finished state.
         """
-        from ._postgres_sql import End
+        from ._postgres_claims import End
 
         if state not in FINISHED_STATES:
             raise ValueError(
@@ -478,14 +481,14 @@ class PostgresJobStore:
         now: dt.datetime,
     ) -> bool:
         """Make a held job PENDING again, due at ``run_at``; the attempt counts."""
-        from ._postgres_sql import End
+        from ._postgres_claims import End
 
         end = End(job_id, "retry", at=now, run_at=run_at, error=error)
         return await self._end_one(worker, end)
 
     async def release(self, job_id: str, *, worker: str, now: dt.datetime) -> bool:
         """Hand a held job back, PENDING; the attempt does not count."""
-        from ._postgres_sql import End
+        from ._postgres_claims import End
 
         return await self._end_one(worker, End(job_id, "release", at=now))
 
@@ -620,7 +623,7 @@ class PostgresWatcher:
             StoreError: if the server cannot be reached.
         """
         from ._postgres_pool import call_in_thread
-        from ._postgres_sql import listen
+        from ._postgres_schema import listen
 
         self.close()
         conn = await self._pool.connect()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     import outcome
 
-    from ._postgres_sql import Connection
+    from ._postgres_schema import Connection
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")

@@ -1,4 +1,4 @@
-"""The SQL of PostgresJobStore: schema migrations, statements, row decoding.
+"""The statements of PostgresJobStore, and how its rows decode.
 
 Every method of `Database` is synchronous and takes the psycopg connection to
 use first: the store's pool runs it on a worker thread. Connections are in
@@ -9,265 +9,34 @@ trip and one transaction); the few that need more run in a transaction.
 from __future__ import annotations
 
 import builtins
-import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Final, LiteralString, TypeAlias, final
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Final, final
 
 from ._errors import SerializationError, StoreError
 from ._job import JobRecord, JobState, ScheduleRecord
+from ._postgres_claims import Claim, End, end_and_claim_sql
+from ._postgres_rows import (
+    COLUMNS,
+    INSERT_COLUMNS,
+    SCHEDULE_COLUMNS,
+    STATES,
+    check_time,
+    decode,
+    decode_schedule,
+    opt_utc,
+    sort_claimed,
+    storable_names,
+)
+from ._postgres_schema import Connection, execute, quoted
 from ._sqlite import with_seq
 from ._store import RenewResult
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Collection, Sequence
 
-    from psycopg.rows import TupleRow
 
 logger: Final = logging.getLogger("trunner.jobs")
-
-Connection: TypeAlias = "psycopg.Connection[TupleRow]"
-
-_STATES: Final = {state.value: state for state in JobState}
-_UTC: Final = dt.UTC
-
-#: The migrations, in order: (version, what it does, its statements). Each runs
-#: in the transaction that records it in the schema's ``migrations`` table.
-#: ``{s}`` is the store's schema. Append new ones; never change a shipped one.
-MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
-    (
-        1,
-        "jobs, schedules, and the NOTIFY trigger of jobs becoming pending",
-        (
-            """
-            CREATE TABLE {s}.jobs (
-                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                id text NOT NULL UNIQUE,
-                handler text NOT NULL,
-                args text NOT NULL,
-                state text NOT NULL CHECK (state IN
-                    ('pending', 'running', 'succeeded', 'failed', 'cancelled')),
-                priority integer NOT NULL,
-                attempts integer NOT NULL,
-                max_attempts integer NOT NULL,
-                created_at timestamptz NOT NULL,
-                run_at timestamptz NOT NULL,
-                started_at timestamptz,
-                finished_at timestamptz,
-                result text,
-                error text,
-                worker text,
-                lease_until timestamptz,
-                cancel_requested boolean NOT NULL DEFAULT false,
-                timeout double precision,
-                retry text
-            )
-            """,
-            # Partial indexes: an insert (a PENDING row) pays for the claim and
-            # due indexes only. The claim index is in claim order.
-            """
-            CREATE INDEX jobs_claim ON {s}.jobs (priority DESC, run_at, seq)
-                WHERE state = 'pending'
-            """,
-            "CREATE INDEX jobs_due ON {s}.jobs (run_at) WHERE state = 'pending'",
-            """
-            CREATE INDEX jobs_lease ON {s}.jobs (lease_until)
-                WHERE state = 'running'
-            """,
-            """
-            CREATE INDEX jobs_finished ON {s}.jobs (finished_at)
-                WHERE finished_at IS NOT NULL
-            """,
-            """
-            CREATE TABLE {s}.schedules (
-                name text PRIMARY KEY,
-                handler text NOT NULL,
-                args text NOT NULL,
-                cron text,
-                every double precision,
-                next_run_at timestamptz NOT NULL,
-                priority integer NOT NULL,
-                timeout double precision,
-                retry text,
-                created_at timestamptz NOT NULL
-            )
-            """,
-            # Wake-ups: a job that becomes PENDING, by any client (an operator's
-            # SQL too), notifies the channel named after the schema, with its
-            # handler as payload. PostgreSQL sends them at commit, once per
-            # distinct payload per transaction.
-            """
-            CREATE FUNCTION {s}.notify_pending() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                PERFORM pg_notify(TG_TABLE_SCHEMA, NEW.handler);
-                RETURN NULL;
-            END
-            $$
-            """,
-            """
-            CREATE TRIGGER jobs_pending AFTER INSERT OR UPDATE OF state ON {s}.jobs
-                FOR EACH ROW WHEN (NEW.state = 'pending')
-                EXECUTE FUNCTION {s}.notify_pending()
-            """,
-        ),
-    ),
-)
-
-#: The newest schema version this module knows.
-SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
-
-_COLUMNS: Final = (
-    "seq, id, handler, args, state, priority, attempts, max_attempts, created_at, "
-    "run_at, started_at, finished_at, result, error, worker, lease_until, "
-    "cancel_requested, timeout, retry"
-)
-_J_COLUMNS: Final = ", ".join(f"j.{name.strip()}" for name in _COLUMNS.split(","))
-_SCHEDULE_COLUMNS: Final = (
-    "name, handler, args, cron, every, next_run_at, priority, timeout, retry, "
-    "created_at"
-)
-# The columns an insert writes (seq comes from the identity), with their types.
-_INSERT_COLUMNS: Final = (
-    ("id", "text"),
-    ("handler", "text"),
-    ("args", "text"),
-    ("state", "text"),
-    ("priority", "int4"),
-    ("attempts", "int4"),
-    ("max_attempts", "int4"),
-    ("created_at", "timestamptz"),
-    ("run_at", "timestamptz"),
-    ("started_at", "timestamptz"),
-    ("finished_at", "timestamptz"),
-    ("result", "text"),
-    ("error", "text"),
-    ("worker", "text"),
-    ("lease_until", "timestamptz"),
-    ("cancel_requested", "bool"),
-    ("timeout", "float8"),
-    ("retry", "text"),
-)
-_TEXT_FIELDS: Final = ("id", "handler", "args", "result", "error", "worker", "retry")
-
-
-def _exec(
-    conn: Connection,
-    query: str,
-    params: Sequence[object] | dict[str, object] | None = None,
-) -> psycopg.Cursor[TupleRow]:
-    """Execute ``query``: SQL of this module, with the schema's name quoted in."""
-    return conn.execute(literal(query), params)
-
-
-def literal(query: str) -> LiteralString:
-    # The statements are this module's (no user text but the schema's name,
-    # which is checked and quoted): vouch for them to psycopg's typing.
-    return query  # pyright: ignore[reportReturnType]
-
-
-def listen(conn: Connection, channel: str) -> None:
-    """LISTEN on ``channel`` (a checked schema name)."""
-    _exec(conn, f'LISTEN "{channel}"')
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is _UTC else value.astimezone(_UTC)
-
-
-def _opt_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else _utc(value)
-
-
-def check_time(value: dt.datetime) -> dt.datetime:
-    """Return ``value`` if it is timezone-aware, else raise `ValueError`."""
-    if value.tzinfo is None:
-        raise ValueError(
-            f"store times must be timezone-aware UTC datetimes, not {value!r}"
-        )
-    return value
-
-
-def decode(row: Sequence[object]) -> JobRecord:
-    """Make the record of a row of ``_COLUMNS``.
-
-    Raises:
-        SerializationError: if the row cannot be read (a state that the
-            schema's CHECK should have refused).
-    """
-    state = _STATES.get(row[4])  # type: ignore[call-overload]  # any value: checked here
-    if state is None:
-        raise SerializationError(
-            f"the stored job (seq {row[0]!r}, id {row[1]!r}) is corrupted and "
-            f"cannot be read: unknown state {row[4]!r}"
-        )
-    return JobRecord(
-        seq=row[0],  # type: ignore[arg-type]  # typed by the column
-        id=row[1],  # type: ignore[arg-type]
-        handler=row[2],  # type: ignore[arg-type]
-        args=row[3],  # type: ignore[arg-type]
-        state=state,
-        priority=row[5],  # type: ignore[arg-type]
-        attempts=row[6],  # type: ignore[arg-type]
-        max_attempts=row[7],  # type: ignore[arg-type]
-        created_at=_utc(row[8]),  # type: ignore[arg-type]
-        run_at=_utc(row[9]),  # type: ignore[arg-type]
-        started_at=_opt_utc(row[10]),  # type: ignore[arg-type]
-        finished_at=_opt_utc(row[11]),  # type: ignore[arg-type]
-        result=row[12],  # type: ignore[arg-type]
-        error=row[13],  # type: ignore[arg-type]
-        worker=row[14],  # type: ignore[arg-type]
-        lease_until=_opt_utc(row[15]),  # type: ignore[arg-type]
-        cancel_requested=row[16],  # type: ignore[arg-type]
-        timeout=row[17],  # type: ignore[arg-type]
-        retry=row[18],  # type: ignore[arg-type]
-    )
-
-
-def _decode_schedule(row: Sequence[object]) -> ScheduleRecord:
-    return ScheduleRecord(
-        name=row[0],  # type: ignore[arg-type]  # typed by the column
-        handler=row[1],  # type: ignore[arg-type]
-        args=row[2],  # type: ignore[arg-type]
-        cron=row[3],  # type: ignore[arg-type]
-        every=row[4],  # type: ignore[arg-type]
-        next_run_at=_utc(row[5]),  # type: ignore[arg-type]
-        priority=row[6],  # type: ignore[arg-type]
-        timeout=row[7],  # type: ignore[arg-type]
-        retry=row[8],  # type: ignore[arg-type]
-        created_at=_utc(row[9]),  # type: ignore[arg-type]
-    )
-
-
-def check_storable(job: JobRecord) -> None:
-    """Refuse a job that PostgreSQL cannot store (a NUL character in its text).
-
-    Raises:
-        SerializationError: naming the job and the field.
-    """
-    for name in _TEXT_FIELDS:
-        value = getattr(job, name)
-        if value is not None and "\x00" in value:
-            raise SerializationError(
-                f"job {job.id!r} cannot be stored in PostgreSQL: its {name} "
-                "contains a NUL character (\\x00), which PostgreSQL text refuses"
-            )
-    for name in ("created_at", "run_at", "started_at", "finished_at", "lease_until"):
-        value = getattr(job, name)
-        if value is not None:
-            check_time(value)
-
-
-def _storable_names(handlers: Collection[str]) -> builtins.list[str]:
-    # A name with a NUL can be no stored job's handler: leave it out.
-    return [name for name in dict.fromkeys(handlers) if "\x00" not in name]
-
-
-def _sort_claimed(records: builtins.list[JobRecord]) -> builtins.list[JobRecord]:
-    records.sort(key=lambda job: (-job.priority, job.run_at, job.seq))
-    return records
 
 
 @final
@@ -278,7 +47,7 @@ class Database:
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
-        self._s = sql.Identifier(schema).as_string(None)
+        self._s = quoted(schema)
         self._statements: dict[object, str] = {}
         # Seqs of the unreadable rows already logged (once each).
         self._reported: set[object] = set()
@@ -304,58 +73,6 @@ class Database:
                     logger.warning("skipping a job: %s", error)
         return records
 
-    # ------------------------------------------------------------ schema
-
-    def migrate(self, conn: Connection) -> int:
-        """Create or migrate the schema; return its version.
-
-        Raises:
-            StoreError: if the schema is newer than this module knows.
-        """
-        with conn.transaction():
-            # One migrator at a time, whichever process: the lock is the
-            # schema's, and goes with the transaction.
-            _exec(
-                conn,
-                "SELECT pg_advisory_xact_lock(hashtext('trunner.migrate'), "
-                "hashtext(%s))",
-                (self.schema,),
-            )
-            _exec(conn, self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
-            _exec(
-                conn,
-                self._q(
-                    "CREATE TABLE IF NOT EXISTS {s}.migrations ("
-                    "version integer PRIMARY KEY, description text NOT NULL, "
-                    "applied_at timestamptz NOT NULL DEFAULT now())"
-                ),
-            )
-            row = _exec(
-                conn, self._q("SELECT max(version) FROM {s}.migrations")
-            ).fetchone()
-            current = 0 if row is None or row[0] is None else int(row[0])
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"PostgreSQL schema {self.schema!r} is at version {current}, "
-                    f"newer than the version {SCHEMA_VERSION} this trunner knows; "
-                    "upgrade trunner (a store never runs against a newer schema)"
-                )
-            for version, description, statements in MIGRATIONS:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    _exec(conn, self._q(statement))
-                _exec(
-                    conn,
-                    self._q(
-                        "INSERT INTO {s}.migrations (version, description) "
-                        "VALUES (%s, %s)"
-                    ),
-                    (version, description),
-                )
-                current = version
-        return current
-
     # ------------------------------------------------------------ jobs
 
     def insert_again(
@@ -380,31 +97,31 @@ class Database:
         for job in jobs:
             first.setdefault(job.id, job)
         fresh = builtins.list(first.values())
-        columns: builtins.list[builtins.list[object]] = [[] for _ in _INSERT_COLUMNS]
+        columns: builtins.list[builtins.list[object]] = [[] for _ in INSERT_COLUMNS]
         for job in fresh:
-            for values, (name, _) in zip(columns, _INSERT_COLUMNS, strict=True):
+            for values, (name, _) in zip(columns, INSERT_COLUMNS, strict=True):
                 value: object = getattr(job, name)
                 values.append(value.value if name == "state" else value)  # type: ignore[attr-defined]  # a JobState
         statement = self._statement(
             "insert",
             "INSERT INTO {s}.jobs ("
-            + ", ".join(name for name, _ in _INSERT_COLUMNS)
+            + ", ".join(name for name, _ in INSERT_COLUMNS)
             + ") SELECT "
-            + ", ".join(name for name, _ in _INSERT_COLUMNS)
+            + ", ".join(name for name, _ in INSERT_COLUMNS)
             + " FROM unnest("
-            + ", ".join(f"%s::{kind}[]" for _, kind in _INSERT_COLUMNS)
+            + ", ".join(f"%s::{kind}[]" for _, kind in INSERT_COLUMNS)
             + ") WITH ORDINALITY AS t("
-            + ", ".join(name for name, _ in _INSERT_COLUMNS)
+            + ", ".join(name for name, _ in INSERT_COLUMNS)
             + ", ord) ORDER BY ord ON CONFLICT (id) DO NOTHING RETURNING id, seq",
         )
-        seqs: dict[str, int] = dict(_exec(conn, statement, columns).fetchall())
+        seqs: dict[str, int] = dict(execute(conn, statement, columns).fetchall())
         stored: dict[str, tuple[JobRecord, bool]] = {}
         there: dict[str, JobRecord] = {}
         missing = [job.id for job in fresh if job.id not in seqs]
         if missing:
-            for row in _exec(
+            for row in execute(
                 conn,
-                self._q(f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = ANY(%s)"),
+                self._q(f"SELECT {COLUMNS} FROM {{s}}.jobs WHERE id = ANY(%s)"),
                 (missing,),
             ):
                 there[row[1]] = decode(row)
@@ -429,9 +146,9 @@ class Database:
         return result
 
     def get(self, conn: Connection, job_id: str) -> JobRecord | None:
-        row = _exec(
+        row = execute(
             conn,
-            self._statement("get", f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = %s"),
+            self._statement("get", f"SELECT {COLUMNS} FROM {{s}}.jobs WHERE id = %s"),
             (job_id,),
         ).fetchone()
         return None if row is None else decode(row)
@@ -453,10 +170,10 @@ class Database:
             where.append("handler = %s")
             params.append(handler)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = _exec(
+        rows = execute(
             conn,
             self._q(
-                f"SELECT {_COLUMNS} FROM {{s}}.jobs {clause}"
+                f"SELECT {COLUMNS} FROM {{s}}.jobs {clause}"
                 "ORDER BY seq DESC LIMIT %s OFFSET %s"
             ),
             (*params, limit, offset),
@@ -465,10 +182,10 @@ class Database:
 
     def counts(self, conn: Connection) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
-        for state, count in _exec(
+        for state, count in execute(
             conn, self._q("SELECT state, count(*) FROM {s}.jobs GROUP BY state")
         ):
-            known = _STATES.get(state)
+            known = STATES.get(state)
             if known is not None:
                 counts[known] = count
         return counts
@@ -479,20 +196,20 @@ class Database:
         handlers: Collection[str] | None,
     ) -> dt.datetime | None:
         if handlers is None:
-            row = _exec(
+            row = execute(
                 conn,
                 self._q("SELECT min(run_at) FROM {s}.jobs WHERE state = 'pending'"),
             ).fetchone()
         else:
-            row = _exec(
+            row = execute(
                 conn,
                 self._q(
                     "SELECT min(run_at) FROM {s}.jobs "
                     "WHERE state = 'pending' AND handler = ANY(%s)"
                 ),
-                (_storable_names(handlers),),
+                (storable_names(handlers),),
             ).fetchone()
-        return None if row is None else _opt_utc(row[0])
+        return None if row is None else opt_utc(row[0])
 
     def renew(
         self,
@@ -503,7 +220,7 @@ class Database:
     ) -> RenewResult:
         held: set[str] = set()
         cancel: set[str] = set()
-        for job_id, cancel_requested in _exec(
+        for job_id, cancel_requested in execute(
             conn,
             self._statement(
                 "renew",
@@ -541,7 +258,7 @@ class Database:
         released = [end for end in ends if end.kind == "release"]
         handlers = None if claim is None else claim.handlers
         if claim is not None and handlers is not None:
-            handlers = _storable_names(handlers)
+            handlers = storable_names(handlers)
             if not handlers:
                 claim = None
         key = (
@@ -554,7 +271,7 @@ class Database:
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._q(
-                _end_and_claim_sql(
+                end_and_claim_sql(
                     bool(finished),
                     bool(retried),
                     bool(released),
@@ -584,18 +301,18 @@ class Database:
                 params["handlers"] = handlers
         ended: set[str] = set()
         rows: builtins.list[tuple[object, ...]] = []
-        for row in _exec(conn, statement, params):
+        for row in execute(conn, statement, params):
             if row[0] is None:
                 ended.add(row[2])
             else:
                 rows.append(row[1:])
-        claimed = _sort_claimed(self._readable(rows))
+        claimed = sort_claimed(self._readable(rows))
         return [end.job_id in ended for end in ends], claimed
 
     def expire_leases(
         self, conn: Connection, now: dt.datetime
     ) -> builtins.list[JobRecord]:
-        rows = _exec(
+        rows = execute(
             conn,
             self._statement(
                 "expire",
@@ -609,7 +326,7 @@ class Database:
                 "run_at = CASE WHEN cancel_requested OR attempts >= max_attempts "
                 "THEN run_at ELSE %(now)s END, lease_until = NULL "
                 "WHERE state = 'running' AND lease_until < %(now)s "
-                f"RETURNING {_COLUMNS}",
+                f"RETURNING {COLUMNS}",
             ),
             {"now": check_time(now)},
         ).fetchall()
@@ -627,11 +344,11 @@ class Database:
         In one transaction: a row that cannot be read changes nothing.
         """
         parts = [
-            f"c{n} AS ({change} RETURNING {_COLUMNS})"
+            f"c{n} AS ({change} RETURNING {COLUMNS})"
             for n, change in enumerate(changes)
         ]
         chosen = " UNION ALL ".join(
-            f"SELECT {_COLUMNS} FROM c{n}" for n in range(len(changes))
+            f"SELECT {COLUMNS} FROM c{n}" for n in range(len(changes))
         )
         untouched = " AND ".join(
             f"NOT EXISTS (SELECT FROM c{n})" for n in range(len(changes))
@@ -639,10 +356,10 @@ class Database:
         statement = self._statement(
             ("change", *changes),
             f"WITH {', '.join(parts)} {chosen} UNION ALL "
-            f"SELECT {_COLUMNS} FROM {{s}}.jobs WHERE id = %(id)s AND {untouched}",
+            f"SELECT {COLUMNS} FROM {{s}}.jobs WHERE id = %(id)s AND {untouched}",
         )
         with conn.transaction():
-            row = _exec(conn, statement, {**params, "id": job_id}).fetchone()
+            row = execute(conn, statement, {**params, "id": job_id}).fetchone()
             return None if row is None else decode(row)
 
     def request_cancel(
@@ -700,7 +417,7 @@ class Database:
             params["keep"] = keep_latest
         if bounds:
             where = f"{where} AND ({' OR '.join(bounds)})"
-        return _exec(
+        return execute(
             conn,
             self._q(f"DELETE FROM {{s}}.jobs WHERE {where}"),
             params,
@@ -709,16 +426,16 @@ class Database:
     # ------------------------------------------------------------ schedules
 
     def put_schedule(self, conn: Connection, schedule: ScheduleRecord) -> None:
-        _exec(
+        execute(
             conn,
             self._statement(
                 "put_schedule",
-                f"INSERT INTO {{s}}.schedules ({_SCHEDULE_COLUMNS}) "
+                f"INSERT INTO {{s}}.schedules ({SCHEDULE_COLUMNS}) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (name) DO UPDATE SET "
                 + ", ".join(
                     f"{name.strip()} = EXCLUDED.{name.strip()}"
-                    for name in _SCHEDULE_COLUMNS.split(",")[1:]
+                    for name in SCHEDULE_COLUMNS.split(",")[1:]
                 ),
             ),
             (
@@ -737,21 +454,21 @@ class Database:
 
     def delete_schedule(self, conn: Connection, name: str) -> bool:
         return (
-            _exec(
+            execute(
                 conn, self._q("DELETE FROM {s}.schedules WHERE name = %s"), (name,)
             ).rowcount
             == 1
         )
 
     def list_schedules(self, conn: Connection) -> builtins.list[ScheduleRecord]:
-        rows = _exec(
+        rows = execute(
             conn,
             self._q(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM {{s}}.schedules "
+                f"SELECT {SCHEDULE_COLUMNS} FROM {{s}}.schedules "
                 'ORDER BY name COLLATE "C"'
             ),
         ).fetchall()
-        return [_decode_schedule(row) for row in rows]
+        return [decode_schedule(row) for row in rows]
 
     def advance_schedule(
         self,
@@ -761,7 +478,7 @@ class Database:
         next_run_at: dt.datetime,
     ) -> bool:
         return (
-            _exec(
+            execute(
                 conn,
                 self._statement(
                     "advance",
@@ -772,127 +489,3 @@ class Database:
             ).rowcount
             == 1
         )
-
-
-@final
-class End:
-    """One held job's end, as `Database.end_and_claim` applies it."""
-
-    __slots__ = ("at", "error", "job_id", "kind", "result", "run_at", "state")
-
-    def __init__(
-        self,
-        job_id: str,
-        kind: str,
-        *,
-        at: dt.datetime,
-        state: str | None = None,
-        result: str | None = None,
-        error: str | None = None,
-        run_at: dt.datetime | None = None,
-    ) -> None:
-        self.job_id = job_id
-        #: "finished", "retry" or "release".
-        self.kind = kind
-        self.at = check_time(at)
-        self.state = state
-        self.result = result
-        self.error = error
-        self.run_at = None if run_at is None else check_time(run_at)
-
-
-@final
-class Claim:
-    """What `Database.end_and_claim` claims after the ends."""
-
-    __slots__ = ("handlers", "lease_until", "limit", "now")
-
-    def __init__(
-        self,
-        *,
-        handlers: Collection[str] | None,
-        now: dt.datetime,
-        lease_until: dt.datetime,
-        limit: int,
-    ) -> None:
-        self.handlers = handlers
-        self.now = check_time(now)
-        self.lease_until = check_time(lease_until)
-        self.limit = limit
-
-
-# Rows of an end-and-claim statement: (ended id) rows have a NULL first column;
-# claimed rows have true, then the _COLUMNS of the job.
-_NULLS: Final = (
-    "NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::int4, "
-    "NULL::int4, NULL::int4, NULL::timestamptz, NULL::timestamptz, "
-    "NULL::timestamptz, NULL::timestamptz, NULL::text, NULL::text, NULL::text, "
-    "NULL::timestamptz, NULL::bool, NULL::float8, NULL::text"
-)
-
-
-def _end_and_claim_sql(
-    finished: bool, retried: bool, released: bool, claim_all: bool | None
-) -> str:
-    held = "j.id = e.id AND j.state = 'running' AND j.worker = %(worker)s"
-    parts: builtins.list[str] = []
-    ended: builtins.list[str] = []
-    if finished:
-        parts.append(
-            "f AS (UPDATE {s}.jobs j SET state = e.state, finished_at = e.at, "
-            "result = e.result, error = e.error, lease_until = NULL "
-            "FROM unnest(%(f_id)s::text[], %(f_state)s::text[], "
-            "%(f_at)s::timestamptz[], %(f_result)s::text[], %(f_error)s::text[]) "
-            f"AS e(id, state, at, result, error) WHERE {held} RETURNING j.id)"
-        )
-        ended.append("f")
-    if retried:
-        # A job whose cancellation was requested ends CANCELLED instead: the
-        # request is never lost.
-        parts.append(
-            "q AS (UPDATE {s}.jobs j SET "
-            "state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, "
-            "run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE e.run_at END, "
-            "finished_at = CASE WHEN j.cancel_requested THEN e.at "
-            "ELSE j.finished_at END, error = e.error, lease_until = NULL "
-            "FROM unnest(%(q_id)s::text[], %(q_run_at)s::timestamptz[], "
-            "%(q_at)s::timestamptz[], %(q_error)s::text[]) "
-            f"AS e(id, run_at, at, error) WHERE {held} RETURNING j.id)"
-        )
-        ended.append("q")
-    if released:
-        parts.append(
-            "r AS (UPDATE {s}.jobs j SET "
-            "state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END, "
-            "finished_at = CASE WHEN j.cancel_requested THEN e.at "
-            "ELSE j.finished_at END, attempts = CASE WHEN j.cancel_requested "
-            "THEN j.attempts ELSE greatest(j.attempts - 1, 0) END, "
-            "lease_until = NULL "
-            "FROM unnest(%(r_id)s::text[], %(r_at)s::timestamptz[]) AS e(id, at) "
-            f"WHERE {held} RETURNING j.id)"
-        )
-        ended.append("r")
-    selects = [
-        f"SELECT NULL::bool, {_NULLS.replace('NULL::text', 'id', 1)} FROM {name}"
-        for name in ended
-    ]
-    # (the id is the second column of _COLUMNS: replace its NULL above)
-    if claim_all is not None:
-        handler = "" if claim_all else "AND handler = ANY(%(handlers)s) "
-        parts.append(
-            "p AS (SELECT seq FROM {s}.jobs "
-            f"WHERE state = 'pending' AND run_at <= %(now)s {handler}"
-            "ORDER BY priority DESC, run_at, seq LIMIT %(limit)s "
-            "FOR UPDATE SKIP LOCKED)"
-        )
-        parts.append(
-            "c AS (UPDATE {s}.jobs j SET state = 'running', worker = %(worker)s, "
-            "lease_until = %(lease_until)s, started_at = %(now)s, "
-            "attempts = j.attempts + 1, cancel_requested = false "
-            f"FROM p WHERE j.seq = p.seq RETURNING {_J_COLUMNS})"
-        )
-        selects.append(f"SELECT true, {_COLUMNS} FROM c")
-    if not selects:
-        return "SELECT NULL WHERE false"
-    prefix = f"WITH {', '.join(parts)} " if parts else ""
-    return prefix + " UNION ALL ".join(selects)
