@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import trio
 import trio.testing
@@ -7,6 +9,9 @@ import trio.testing
 import trunner
 from trunner import Priority, TaskRunner, TaskTraits
 from trunner._limiter import PriorityLimiter
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 
 async def test_max_workers_caps_tasks_across_runners(
@@ -152,3 +157,71 @@ async def test_created_runner_after_scheduler_closed_is_refused() -> None:
         pass
     with pytest.raises(trunner.RunnerClosedError):
         scheduler.create_sequenced_runner()
+
+
+def _message(call: Callable[[], object]) -> str:
+    with pytest.raises((TypeError, ValueError)) as info:
+        call()
+    assert type(info.value) in (TypeError, ValueError)  # no attrs error classes
+    return str(info.value)
+
+
+async def test_bad_options_read_in_a_users_words() -> None:
+    # Issue 8: attrs' tuple-shaped messages, NotCallableError and
+    # "RunnerConfig.__init__" reached users.
+    async with trunner.open_scheduler() as scheduler:
+        create = scheduler.create_sequenced_runner
+        expected: list[tuple[Callable[[], object], str]] = [
+            (lambda: create(traits=5), "traits must be a TaskTraits, not 5"),  # type: ignore[arg-type]  # on purpose
+            (lambda: create(name=5), "name must be a str or None, not 5"),  # type: ignore[arg-type]  # on purpose
+            (lambda: create(hooks=5), "hooks must be a TaskHooks or None, not 5"),  # type: ignore[arg-type]  # on purpose
+            (lambda: create(retry=5), "retry must be a RetryPolicy or None, not 5"),  # type: ignore[arg-type]  # on purpose
+            (
+                lambda: create(rate_limit=5),  # type: ignore[arg-type]  # on purpose
+                "rate_limit must be a RateLimit or None, not 5",
+            ),
+            (
+                lambda: create(on_error=5),  # type: ignore[arg-type]  # on purpose
+                "on_error must be callable as on_error(handle, exc) or None, not 5",
+            ),
+            (
+                lambda: create(colour="blue"),  # type: ignore[call-arg]  # on purpose
+                "create_sequenced_runner() got an unexpected keyword argument "
+                "'colour'; the runner options are traits, name, max_pending, "
+                "retry, timeout, hooks, middleware, rate_limit, on_error",
+            ),
+            (
+                lambda: TaskTraits(priority=3),  # type: ignore[arg-type]  # on purpose
+                "priority must be a Priority (such as "
+                "trunner.Priority.USER_BLOCKING), not 3",
+            ),
+            (
+                lambda: TaskTraits(shutdown_behavior="block"),  # type: ignore[arg-type]  # on purpose
+                "shutdown_behavior must be a ShutdownBehavior (such as "
+                "trunner.ShutdownBehavior.BLOCK_SHUTDOWN), not 'block'",
+            ),
+            (
+                lambda: TaskTraits(may_block="yes"),  # type: ignore[arg-type]  # on purpose
+                "may_block must be True or False, not 'yes'",
+            ),
+        ]
+        for call, message in expected:
+            assert _message(call) == message
+
+    async with trunner.open_scheduler() as scheduler:
+        with pytest.raises(TypeError, match=r"^open_parallel_runner\(\) got an"):
+            async with scheduler.open_parallel_runner(max_concurrency=1, size=3):  # type: ignore[call-arg]  # on purpose
+                pass
+
+
+async def test_may_block_function_returning_an_awaitable_is_named() -> None:
+    async def work() -> None:
+        await trio.lowlevel.checkpoint()
+
+    def not_plain() -> Awaitable[None]:
+        return work()
+
+    traits = TaskTraits(may_block=True)
+    async with trunner.open_sequenced_runner(on_error=lambda h, e: None) as runner:
+        with pytest.raises(TypeError, match=r"'.*not_plain' returned an awaitable"):
+            await runner.post_task(not_plain, traits=traits).wait()

@@ -20,6 +20,7 @@ from ._errors import TaskCancelledError, TaskTimeoutError
 from ._handle import CANCEL_REQUESTED, WAITS_SLOT
 from ._hooks import logger as hook_logger
 from ._traits import TaskState
+from ._util import describe
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -141,9 +142,19 @@ async def offload(
 
     def work() -> object:
         try:
-            return fn(*args)
+            result = fn(*args)
         finally:
             token.run_sync_soon(ended)
+        if _isawaitable(result):
+            # Said here, naming the user's function: trio would name ``work``.
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"{describe(fn)!r} returned an awaitable, but a may_block task runs "
+                "a plain function in a worker thread; post the async function "
+                "without may_block"
+            )
+        return result
 
     scheduler._thread_call_started()
     if not abandon:

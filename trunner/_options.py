@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar, cast, final
 
 import attrs
@@ -13,7 +13,12 @@ from ._hooks import Middleware, TaskHooks
 from ._ratelimit import RateLimit, TokenBucket
 from ._retry import RetryPolicy
 from ._traits import DEFAULT_TRAITS, TaskTraits
-from ._util import check_duration, check_optional_count
+from ._util import (
+    check_duration,
+    check_instance,
+    check_optional_count,
+    check_optional_instance,
+)
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
@@ -68,10 +73,12 @@ def _to_tuple(value: object) -> tuple[Middleware, ...]:
     return tuple(cast("Sequence[Middleware]", value))
 
 
-def _optional_instance(
-    cls: type[T],
-) -> Callable[[object, attrs.Attribute[T | None], T | None], None]:
-    return attrs.validators.optional(attrs.validators.instance_of(cls))
+def _check_on_error(instance: object, attribute: attrs.Attribute[T], value: T) -> None:
+    del instance, attribute
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"on_error must be callable as on_error(handle, exc) or None, not {value!r}"
+        )
 
 
 @final
@@ -80,29 +87,41 @@ class RunnerConfig:
     """The keyword options every ``open_*_runner`` / ``create_*_runner`` takes."""
 
     traits: TaskTraits = attrs.field(
-        default=DEFAULT_TRAITS, validator=attrs.validators.instance_of(TaskTraits)
+        default=DEFAULT_TRAITS, validator=check_instance(TaskTraits, "a TaskTraits")
     )
-    name: str | None = attrs.field(default=None, validator=_optional_instance(str))
+    name: str | None = attrs.field(
+        default=None, validator=check_optional_instance(str, "a str")
+    )
     max_pending: int | None = attrs.field(default=None, validator=_check_max_pending)
     retry: RetryPolicy | None = attrs.field(
-        default=None, validator=_optional_instance(RetryPolicy)
+        default=None,
+        validator=check_optional_instance(RetryPolicy, "a RetryPolicy"),
     )
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
     hooks: TaskHooks | None = attrs.field(
-        default=None, validator=_optional_instance(TaskHooks)
+        default=None, validator=check_optional_instance(TaskHooks, "a TaskHooks")
     )
     middleware: tuple[Middleware, ...] = attrs.field(
         default=(), converter=_to_tuple, validator=_check_middleware
     )
     rate_limit: RateLimit | None = attrs.field(
-        default=None, validator=_optional_instance(RateLimit)
+        default=None,
+        validator=check_optional_instance(RateLimit, "a RateLimit"),
     )
     on_error: Callable[[TaskHandle[object], BaseException], object] | None = (
-        attrs.field(
-            default=None,
-            validator=attrs.validators.optional(attrs.validators.is_callable()),
-        )
+        attrs.field(default=None, validator=_check_on_error)
     )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object], where: str) -> RunnerConfig:
+        """Build the config of ``where`` (a call), naming any unknown option."""
+        unknown = [key for key in options if key not in _OPTION_NAMES]
+        if unknown:
+            raise TypeError(
+                f"{where} got an unexpected keyword argument {unknown[0]!r}; the "
+                f"runner options are {', '.join(_OPTION_NAMES)}"
+            )
+        return cls(**options)  # type: ignore[arg-type]  # checked by the validators
 
 
 @final
@@ -204,3 +223,6 @@ def is_async_callable(fn: object) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
     )
+
+
+_OPTION_NAMES: Final = tuple(field.name for field in attrs.fields(RunnerConfig))

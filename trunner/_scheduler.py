@@ -187,13 +187,14 @@ class Scheduler:
         factory: Callable[[trio.Nursery, RunnerConfig], RunnerT],
         nursery: trio.Nursery | None,
         options: RunnerOptions,
+        where: str,
     ) -> RunnerT:
         if self._closed:
             raise RunnerClosedError(
                 "the scheduler is closed; "
                 "open runners inside 'async with open_scheduler()'"
             )
-        config = RunnerConfig(**options)
+        config = RunnerConfig.from_options(options, where)
         runner = factory(self._nursery if nursery is None else nursery, config)
         if nursery is None:
             self._owned.append(runner)
@@ -207,7 +208,7 @@ class Scheduler:
         Args:
             **options: see `RunnerOptions`.
         """
-        return self._create(self._sequenced, None, options)
+        return self._create(self._sequenced, None, options, "create_sequenced_runner()")
 
     def create_parallel_runner(
         self, *, max_concurrency: int, **options: Unpack[RunnerOptions]
@@ -219,7 +220,9 @@ class Scheduler:
             **options: see `RunnerOptions`.
         """
         limit = _check_concurrency(max_concurrency)
-        return self._create(self._parallel(limit), None, options)
+        return self._create(
+            self._parallel(limit), None, options, "create_parallel_runner()"
+        )
 
     def create_thread_runner(
         self, **options: Unpack[RunnerOptions]
@@ -231,7 +234,7 @@ class Scheduler:
         Args:
             **options: see `RunnerOptions`.
         """
-        return self._create(self._thread, None, options)
+        return self._create(self._thread, None, options, "create_thread_runner()")
 
     def _sequenced(
         self, nursery: trio.Nursery, config: RunnerConfig
@@ -259,7 +262,9 @@ class Scheduler:
             **options: see `RunnerOptions`.
         """
         limit = _process_count(max_workers)
-        return self._create(self._process(limit), None, options)
+        return self._create(
+            self._process(limit), None, options, "create_process_runner()"
+        )
 
     def _process(
         self, limit: int
@@ -281,9 +286,10 @@ class Scheduler:
         self,
         factory: Callable[[trio.Nursery, RunnerConfig], RunnerT],
         options: RunnerOptions,
+        where: str,
     ) -> AsyncGenerator[RunnerT, None]:
         async with owning_nursery() as nursery:
-            runner = self._create(factory, nursery, options)
+            runner = self._create(factory, nursery, options, where)
             async with close_on_exit(runner):
                 yield runner
 
@@ -299,7 +305,7 @@ class Scheduler:
         Args:
             **options: see `RunnerOptions`.
         """
-        return self._open(self._sequenced, options)
+        return self._open(self._sequenced, options, "open_sequenced_runner()")
 
     def open_parallel_runner(
         self, *, max_concurrency: int, **options: Unpack[RunnerOptions]
@@ -313,7 +319,7 @@ class Scheduler:
             **options: see `RunnerOptions`.
         """
         limit = _check_concurrency(max_concurrency)
-        return self._open(self._parallel(limit), options)
+        return self._open(self._parallel(limit), options, "open_parallel_runner()")
 
     def open_thread_runner(
         self, **options: Unpack[RunnerOptions]
@@ -326,7 +332,7 @@ class Scheduler:
         Args:
             **options: see `RunnerOptions`.
         """
-        return self._open(self._thread, options)
+        return self._open(self._thread, options, "open_thread_runner()")
 
     def open_process_runner(
         self, *, max_workers: int | None = None, **options: Unpack[RunnerOptions]
@@ -342,7 +348,7 @@ class Scheduler:
             **options: see `RunnerOptions`.
         """
         limit = _process_count(max_workers)
-        return self._open(self._process(limit), options)
+        return self._open(self._process(limit), options, "open_process_runner()")
 
     # ------------------------------------------------------------------ closing
 

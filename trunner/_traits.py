@@ -7,6 +7,8 @@ from typing import Final, final
 
 import attrs
 
+from ._util import check_instance
+
 
 @final
 class Priority(enum.IntEnum):
@@ -107,14 +109,20 @@ class TaskTraits:
     """
 
     priority: Priority = attrs.field(
-        default=Priority.USER_VISIBLE, validator=attrs.validators.instance_of(Priority)
+        default=Priority.USER_VISIBLE,
+        validator=check_instance(
+            Priority, "a Priority (such as trunner.Priority.USER_BLOCKING)"
+        ),
     )
     shutdown_behavior: ShutdownBehavior = attrs.field(
         default=ShutdownBehavior.SKIP_ON_SHUTDOWN,
-        validator=attrs.validators.instance_of(ShutdownBehavior),
+        validator=check_instance(
+            ShutdownBehavior,
+            "a ShutdownBehavior (such as trunner.ShutdownBehavior.BLOCK_SHUTDOWN)",
+        ),
     )
     may_block: bool = attrs.field(
-        default=False, validator=attrs.validators.instance_of(bool)
+        default=False, validator=check_instance(bool, "True or False")
     )
 
 

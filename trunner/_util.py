@@ -5,16 +5,20 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from attrs import Attribute
 
 #: The function of a task once it is stored: its signature was checked at the
 #: posting call, where a TypeVarTuple ties it to the arguments.
 AnyCallable: TypeAlias = Callable[..., object]  # type: ignore[explicit-any]  # erased on purpose, see above
 
 _REAL: Final = (int, float)
+
+T = TypeVar("T")
 
 
 def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> None:
@@ -70,6 +74,44 @@ def check_optional_count(name: str, value: object) -> int | None:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value!r}")
     return value
+
+
+def _refuse_type(name: str, value: object, cls: type[object], expected: str) -> None:
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be {expected}, not {value!r}")
+
+
+def check_instance(
+    cls: type[T], expected: str
+) -> Callable[[object, Attribute[T], T], None]:
+    """Return an attrs validator whose error names the argument in a user's words.
+
+    attrs' own ``instance_of`` raises a tuple-shaped `TypeError` that quotes
+    its ``Attribute``; this one says ``"traits must be a TaskTraits, not 5"``.
+    """
+
+    def check(instance: object, attribute: Attribute[T], value: T) -> None:
+        del instance
+        _refuse_type(attribute.alias or attribute.name, value, cls, expected)
+
+    return check
+
+
+def check_optional_instance(
+    cls: type[T], expected: str
+) -> Callable[[object, Attribute[T | None], T | None], None]:
+    """Like `check_instance`, for an option that may also be None."""
+
+    def check(
+        instance: object, attribute: Attribute[T | None], value: T | None
+    ) -> None:
+        del instance
+        if value is not None:
+            _refuse_type(
+                attribute.alias or attribute.name, value, cls, f"{expected} or None"
+            )
+
+    return check
 
 
 def describe(fn: AnyCallable) -> str:
