@@ -11,6 +11,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 import trio
 
@@ -419,3 +420,24 @@ async def test_watch_needs_a_connected_store() -> None:
     with pytest.raises(StoreError, match="connect it first"):
         async with store.watch(handlers=None):
             pass  # pragma: no cover
+
+
+async def test_insert_run_again_counts_its_own_commit(pg: tuple[str, str]) -> None:
+    # After a connection died under an insert, the insert runs again; a job
+    # found stored exactly as given was the first attempt's: it is new.
+    url, schema = pg
+    store = PostgresJobStore(url, schema=schema)
+    await store.connect()
+    try:
+        [(first, new)] = await store.insert([job("a")])
+        assert new
+        database = store._db
+        with psycopg.connect(url, autocommit=True) as conn:
+            [(again, mine)] = database.insert_again(conn, [job("a")])
+            [(other, theirs)] = database.insert_again(conn, [job("a", run_at=5)])
+            [(_, plain)] = database.insert(conn, [job("a")])
+        assert (again, mine) == (first, True)
+        assert (other, theirs) == (first, False)  # not the same job: a duplicate
+        assert not plain
+    finally:
+        await store.disconnect()
