@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run and manage trunner's durable jobs.\n\n"
             "  trunner worker MODULE:REGISTRY --store URL   run jobs until stopped\n"
-            "  trunner jobs list|show|cancel|retry|purge|watch --store URL\n\n"
+            "  trunner jobs list|show|cancel|retry|purge|watch --store URL\n"
+            "  trunner serve MODULE:REGISTRY --store URL --token-file PATH\n\n"
             f"--store defaults to ${STORE_ENV}."
         ),
         epilog=(
@@ -336,7 +337,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_log_level(watch, "WARNING")
     watch.set_defaults(command=_watch_command)
+    _add_serve(commands, formatter)
     return parser
+
+
+def _add_serve(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    formatter: type[argparse.HelpFormatter],
+) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve the jobs over HTTP (and run them) until SIGINT or SIGTERM",
+        description=(
+            "Serve a store's jobs over HTTP (trunner.service: JSON, server-sent\n"
+            "events, metrics, a dashboard at /) and run them as 'trunner worker'\n"
+            "does, unless --no-worker. Needs the service extra:\n"
+            "pip install 'trunner[service]'.\n\n"
+            "Tokens come from --token-file, never from the command line. The\n"
+            "first SIGINT or SIGTERM stops gracefully; a second one cancels the\n"
+            "running jobs and hands them back."
+        ),
+        formatter_class=formatter,
+    )
+    try:
+        from .service._command import configure_parser
+    except ImportError as error:
+        missing = str(error)
+        serve.add_argument("arguments", nargs=argparse.REMAINDER)
+        serve.set_defaults(command=_serve_command, missing=missing, log_level="INFO")
+        return
+    configure_parser(serve)
+    _add_log_level(serve, "INFO")
+    serve.set_defaults(command=_serve_command, missing=None)
+
+
+async def _serve_command(namespace: argparse.Namespace) -> int:
+    if namespace.missing is not None:
+        raise CommandError(
+            "'trunner serve' needs the service extra: "
+            f"pip install 'trunner[service]' ({namespace.missing})"
+        )
+    _import_jobs()
+    from .service._command import UsageError, serve_command
+
+    try:
+        return await serve_command(
+            namespace, load_registry=load_registry, open_store=_open_store
+        )
+    except UsageError as error:
+        raise CommandError(str(error), EXIT_USAGE) from None
 
 
 # ---------------------------------------------------------------- running

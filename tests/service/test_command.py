@@ -1,0 +1,280 @@
+"""``trunner serve``: a worker and the service in one real process."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import pathlib
+import re
+import signal
+import sys
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import trio
+
+from trunner import _cli
+from trunner.jobs import JobState, open_job_manager, open_store
+from trunner.service import Client
+from trunner.service._command import (
+    UsageError,
+    configure_parser,
+    read_token_file,
+    serve_command,
+)
+
+from .conftest import HTTPCORE_STREAM_WARNING, eventually
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+pytestmark = pytest.mark.filterwarnings(HTTPCORE_STREAM_WARNING)
+
+ROOT = pathlib.Path(__file__).parents[2]
+HANDLERS = "tests.service.serve_handlers:registry"
+TOKEN = "serve-token-0123456789"
+
+
+def token_file(tmp_path: pathlib.Path, text: str, mode: int = 0o600) -> str:
+    path = tmp_path / "tokens"
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+def test_token_file_formats(tmp_path: pathlib.Path) -> None:
+    tokens = read_token_file(
+        token_file(tmp_path, "# comment\n\nalone\nops   s3cret\n  viewer other \n")
+    )
+
+    assert tokens.principal("alone") == "token-3"
+    assert tokens.principal("s3cret") == "ops"
+    assert tokens.principal("other") == "viewer"
+    assert tokens.principal("ops") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "holds no token"),
+        ("# only a comment\n", "holds no token"),
+        ("a b c\n", "line 1: expected TOKEN or PRINCIPAL TOKEN"),
+        ("x t\ny t\n", "line 2: this token is listed twice"),
+    ],
+)
+def test_bad_token_files(tmp_path: pathlib.Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        read_token_file(token_file(tmp_path, text))
+
+
+def test_unreadable_token_files(tmp_path: pathlib.Path) -> None:
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+
+    with pytest.raises(UsageError, match="cannot read the token file"):
+        read_token_file(str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="not UTF-8"):
+        read_token_file(str(binary))
+
+
+def test_token_file_readable_by_others_warns(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    read_token_file(token_file(tmp_path, "zzsecretzz\n", mode=0o644))
+
+    assert "can be read by other users" in caplog.text
+    assert "zzsecretzz" not in caplog.text
+
+
+def test_cli_reports_a_bad_token_file(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _cli.main(
+        [
+            "serve",
+            HANDLERS,
+            "--store",
+            f"sqlite:///{tmp_path / 'jobs.db'}",
+            "--token-file",
+            str(tmp_path / "missing"),
+        ]
+    )
+
+    assert code == 2
+    assert "cannot read the token file" in capsys.readouterr().err
+
+
+def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli.main(["serve", HANDLERS, "--store", "memory://"]) == 2
+    assert "--token-file" in capsys.readouterr().err
+    assert _cli.main(["serve", HANDLERS, "--token", "x", "--store", "memory://"]) == 2
+    for bad in (["--port", "70000"], ["--port", "http"], ["--concurrency", "0"]):
+        args = ["serve", HANDLERS, "--store", "memory://", "--token-file", "t", *bad]
+        assert _cli.main(args) == 2
+    assert (
+        _cli.main(
+            [
+                "serve",
+                HANDLERS,
+                "--store",
+                "memory://",
+                "--token-file",
+                "t",
+                "--grace-period",
+                "-1",
+            ]
+        )
+        == 2
+    )
+
+
+async def read_url(log: pathlib.Path) -> str:
+    url: list[str] = []
+
+    async def listening() -> bool:
+        text = await trio.Path(log).read_text()
+        found = re.search(r"at (http://127\.0\.0\.1:\d+)", text)
+        if found:
+            url.append(found.group(1))
+        return bool(found)
+
+    await eventually(listening, seconds=30)
+    return url[0]
+
+
+@asynccontextmanager
+async def serve_process(
+    tmp_path: pathlib.Path, *args: str
+) -> AsyncGenerator[tuple[trio.Process, str, pathlib.Path]]:
+    log = tmp_path / "serve.log"
+    tokens = token_file(tmp_path, f"ops {TOKEN}\n")
+    with log.open("ab") as stderr:
+        process = await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                "-m",
+                "trunner",
+                "serve",
+                HANDLERS,
+                "--store",
+                f"sqlite:///{tmp_path / 'jobs.db'}",
+                "--port",
+                "0",
+                "--token-file",
+                tokens,
+                "--grace-period",
+                "5",
+                *args,
+            ],
+            cwd=ROOT,
+            stderr=stderr,
+            env={**os.environ},
+        )
+    try:
+        yield process, await read_url(log), log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
+async def test_serve_runs_jobs_and_stops_gracefully(tmp_path: pathlib.Path) -> None:
+    async with serve_process(tmp_path) as (process, url, log):
+        async with Client(url, token=TOKEN) as client:
+            await client.submit_job("a", "double", 21)
+            await client.submit_job("slow", "sleep", 0.5)
+
+            async def done() -> bool:
+                return (await client.get_job("a")).state is JobState.SUCCEEDED
+
+            await eventually(done)
+            result = (await client.get_job("a")).result
+            with pytest.raises(PermissionError):
+                async with Client(url, token="wrong") as intruder:
+                    await intruder.get_job("a")
+
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            code = await process.wait()
+        text = log.read_text()
+
+        assert result == 42
+        assert code == 0
+        assert "received SIGTERM: stopping" in text
+        assert "stopped" in text
+        assert TOKEN not in text
+
+
+async def test_serve_without_worker_only_serves(tmp_path: pathlib.Path) -> None:
+    async with serve_process(tmp_path, "--no-worker") as (process, url, _log):
+        async with httpx.AsyncClient(base_url=url) as http:
+            health = (await http.get("/healthz")).json()
+        async with Client(url, token=TOKEN) as client:
+            await client.submit_job("a", "double", 1)
+            await trio.sleep(0.5)
+            state = (await client.get_job("a")).state
+
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            code = await process.wait()
+
+        assert health == {"status": "ok", "store": "ok", "worker": False}
+        assert state is JobState.PENDING
+        assert code == 0
+
+
+async def test_serve_command_in_process_two_signals(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trunner.service")
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    namespace = parser.parse_args(
+        [
+            HANDLERS,
+            "--store",
+            f"sqlite:///{tmp_path / 'jobs.db'}",
+            "--port",
+            "0",
+            "--token-file",
+            token_file(tmp_path, f"{TOKEN}\n"),
+            "--grace-period",
+            "30",
+        ]
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(
+                functools.partial(
+                    serve_command,
+                    namespace,
+                    load_registry=_cli.load_registry,
+                    open_store=open_store,
+                )
+            )
+            async with Client(url, token=TOKEN) as client:
+                await client.submit_job("long", "sleep", 3600)
+
+                async def running() -> bool:
+                    return (await client.get_job("long")).state is JobState.RUNNING
+
+                await eventually(running)
+            os.kill(os.getpid(), signal.SIGINT)  # graceful: the job gets 30 s
+
+            async def draining() -> bool:
+                await trio.lowlevel.checkpoint()
+                return "received SIGINT: stopping" in caplog.text
+
+            await eventually(draining)
+            os.kill(os.getpid(), signal.SIGINT)  # now: the job is handed back
+
+    async with open_job_manager(open_store(namespace.store), worker=False) as jm:
+        job = await jm.get_job("long")
+    assert "received SIGINT again: cancelling the running jobs" in caplog.text
+    assert job.state is JobState.PENDING
+    assert job.attempts == 0

@@ -1,0 +1,225 @@
+"""``trunner serve``: a worker and the HTTP service in one process.
+
+``trunner serve MODULE:REGISTRY --store URL --token-file PATH`` opens a
+`~trunner.jobs.JobManager` (a worker unless ``--no-worker``) and serves it
+with `create_app` and `serve` until SIGINT or SIGTERM. Tokens are read from a
+file, never from the command line (where ``ps`` would show them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import stat
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from ._auth import BearerTokens
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from ..jobs import JobStore, Registry
+
+logger: Final = logging.getLogger("trunner.service")
+
+#: The environment variable that gives ``--store`` its default.
+STORE_ENV: Final = "TRUNNER_STORE"
+
+
+class UsageError(Exception):
+    """A bad argument of ``trunner serve``: reported in one line, exit code 2."""
+
+
+def read_token_file(path: str) -> BearerTokens:
+    """Read bearer tokens: one per line, ``TOKEN`` or ``PRINCIPAL TOKEN``.
+
+    Blank lines and lines starting with ``#`` are skipped. A token alone is
+    known as ``token-<line number>``. A file that others may read is accepted
+    with a warning.
+
+    Raises:
+        UsageError: the file cannot be read or holds no token.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            lines = file.read().splitlines()
+    except OSError as error:
+        raise UsageError(f"cannot read the token file: {error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the token file {path!r} is not UTF-8 text") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "the token file %s can be read by other users; chmod 600 it", path
+        )
+    tokens: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) == 1:
+            principal, token = f"token-{number}", words[0]
+        elif len(words) == 2:
+            principal, token = words
+        else:
+            raise UsageError(
+                f"{path}, line {number}: expected TOKEN or PRINCIPAL TOKEN"
+            )
+        if token in tokens:
+            raise UsageError(f"{path}, line {number}: this token is listed twice")
+        tokens[token] = principal
+    if not tokens:
+        raise UsageError(f"the token file {path!r} holds no token")
+    return BearerTokens(tokens)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``trunner serve`` to ``parser``."""
+    parser.add_argument(
+        "target", metavar="MODULE:REGISTRY", help="where the handler registry is"
+    )
+    parser.add_argument(
+        "--store",
+        default=os.environ.get(STORE_ENV),
+        required=STORE_ENV not in os.environ,
+        metavar="URL",
+        help=f"the job store, such as sqlite:///jobs.db (default: ${STORE_ENV})",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8080, help="the port (default: 8080; 0: any)"
+    )
+    parser.add_argument(
+        "--token-file",
+        required=True,
+        metavar="PATH",
+        help="bearer tokens, one per line: TOKEN or PRINCIPAL TOKEN",
+    )
+    parser.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="serve only: run no jobs (another process runs them)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="jobs run at once by the worker (default: 4)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=_non_negative_float,
+        default=10.0,
+        metavar="S",
+        help="seconds running jobs get to finish when stopping (default: 10)",
+    )
+
+
+async def serve_command(
+    namespace: argparse.Namespace,
+    *,
+    load_registry: Callable[[str], Registry],
+    open_store: Callable[[str], JobStore],
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> int:
+    """Run ``trunner serve`` until SIGINT or SIGTERM; return the exit code.
+
+    The first signal stops gracefully: the server closes (event streams end),
+    then the worker claims no more jobs and gives running ones the grace
+    period. A second signal cancels the running jobs at once and hands them
+    back. ``task_status`` receives the service's URL once it listens.
+
+    Raises:
+        UsageError: a bad token file.
+    """
+    from ..jobs import open_job_manager
+    from ._app import create_app
+    from ._server import serve
+
+    auth = read_token_file(namespace.token_file)
+    registry = load_registry(namespace.target)
+    store = open_store(namespace.store)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            async with open_job_manager(
+                store,
+                registry,
+                worker=namespace.worker,
+                concurrency=namespace.concurrency,
+                grace_period=namespace.grace_period,
+            ) as manager:
+                app = create_app(manager, auth=auth)
+                async with serve(
+                    app, host=namespace.host, port=namespace.port
+                ) as server:
+                    logger.info(
+                        "serving %s on %s at %s (%s); handlers: %s",
+                        namespace.target,
+                        namespace.store,
+                        server.url,
+                        "worker" if namespace.worker else "no worker",
+                        ", ".join(registry.names()) or "none",
+                    )
+                    task_status.started(server.url)
+                    signum = await signals.__anext__()
+                    logger.info(
+                        "received %s: stopping (again: cancel the running jobs)",
+                        signal.Signals(signum).name,
+                    )
+                # The server is closed; leaving the manager's block drains it.
+                nursery.start_soon(_stop_on_second_signal, signals, manager.shutdown)
+            nursery.cancel_scope.cancel()
+    logger.info("stopped")
+    return 0
+
+
+async def _stop_on_second_signal(
+    signals: AsyncIterator[int], shutdown: Callable[[], None]
+) -> None:
+    async for signum in signals:
+        logger.warning(
+            "received %s again: cancelling the running jobs",
+            signal.Signals(signum).name,
+        )
+        shutdown()
+        return
