@@ -737,3 +737,46 @@ async def test_task_retried_thousands_of_times_waits_max_delay_each_time(
 
     assert result == "ok after 5000"
     assert trio.current_time() - start == pytest.approx(4999 * 0.01)
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel"])
+async def test_run_all_cancelled_caller_returns_once_its_tasks_have_ended(
+    autojump_clock: trio.abc.Clock, kind: str
+) -> None:
+    # Issue 8: run_all returned at once while its tasks still ran (cleaning up).
+    async def slow_to_stop() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1)
+
+    async with trunner.open_scheduler() as scheduler:
+        if kind == "sequenced":
+            runner: trunner.TaskRunner = scheduler.create_sequenced_runner()
+        else:
+            runner = scheduler.create_parallel_runner(max_concurrency=3)
+        with trio.move_on_after(0.5):
+            await trunner.run_all(runner, [slow_to_stop] * 3)
+
+        assert trio.current_time() == 1.5
+        assert runner.statistics().running == 0
+        assert runner.statistics().pending == 0
+
+
+async def test_run_cancelled_caller_returns_once_its_task_has_ended(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def slow_to_stop() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1)
+
+    async with trunner.open_sequenced_runner() as runner:
+        with trio.move_on_after(0.5):
+            await runner.run(slow_to_stop)
+
+        assert trio.current_time() == 1.5
+        assert runner.statistics().cancelled == 1

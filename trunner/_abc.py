@@ -83,6 +83,13 @@ _Timer = tuple[float, int, "TaskHandle[object] | RepeatingHandle"]
 _COMPACT_AT: Final = 64
 
 
+async def _wait_ended(handle: TaskHandle[object]) -> None:
+    # Wait for a handle to end, whatever its end (wait() would raise it).
+    event = trio.Event()
+    handle.add_done_callback(lambda _: event.set())
+    await event.wait()
+
+
 def _is_armed(entry: TaskHandle[object] | RepeatingHandle) -> bool:
     # Whether a heap entry will still fire.
     if isinstance(entry, TaskHandle):
@@ -721,8 +728,9 @@ class TaskRunner(abc.ABC):
     ) -> object:
         """Post ``fn(*args)`` and wait for its result.
 
-        This is a checkpoint. Cancelling the caller cancels the task. The task's
-        own exception is raised as itself (not wrapped in a group).
+        This is a checkpoint. Cancelling the caller cancels the task, and the
+        call returns (raising `trio.Cancelled`) once the task has ended. The
+        task's own exception is raised as itself (not wrapped in a group).
 
         Returns:
             What ``fn`` returned.
@@ -737,6 +745,11 @@ class TaskRunner(abc.ABC):
             return await handle.wait()
         except trio.Cancelled:
             handle.cancel()
+            if not handle.done:
+                # Return only once it has ended, as run_all does: it may take
+                # time to unwind, and a function in a thread runs to its end.
+                with trio.CancelScope(shield=True):
+                    await _wait_ended(handle)
             raise
 
     @overload

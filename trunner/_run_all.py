@@ -31,7 +31,9 @@ async def run_all(  # type: ignore[explicit-any]  # the overloads give the preci
 
     The first task to fail (in time, not in list order) cancels the others;
     once they have all ended, its exception is raised as itself (not wrapped
-    in a group). Cancelling the caller cancels the tasks. This is a checkpoint.
+    in a group). Cancelling the caller cancels the tasks, and the call returns
+    (raising `trio.Cancelled`) only once they have all ended; a task in a
+    thread cannot be interrupted and is waited for. This is a checkpoint.
 
     Args:
         runner: the runner to post to.
@@ -69,6 +71,10 @@ async def run_all(  # type: ignore[explicit-any]  # the overloads give the preci
     except trio.Cancelled:
         for handle in handles:
             handle.cancel()
+        # Return only once they have ended, as a nursery would: a task may
+        # take time to unwind, and one in a thread runs to its end.
+        with trio.CancelScope(shield=True):
+            await all_done.wait()
         raise
     if first_error:
         raise first_error[0]
