@@ -29,7 +29,7 @@ from trunner.testing._store_checks import check_job_store, job_store_checks
 from ._pg import fresh_schema, open_proxy, sql, terminate_backends
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
@@ -67,12 +67,12 @@ def shared_schema() -> Iterator[tuple[str, str]]:
 # ------------------------------------------------------------ conformance
 
 
-@pytest.mark.parametrize("check", job_store_checks())
-async def test_store_passes_check(check: str, shared_schema: tuple[str, str]) -> None:
-    url, schema = shared_schema
+def emptied(
+    url: str, schema: str, *, timeout: float = 30.0
+) -> Callable[[], Awaitable[PostgresJobStore]]:
+    """A factory of stores on ``schema``, migrated once, emptied for each check."""
 
     async def factory() -> PostgresJobStore:
-        # Migrated once for the module; emptied for each check.
         await trio.to_thread.run_sync(
             lambda: sql(
                 url,
@@ -80,9 +80,28 @@ async def test_store_passes_check(check: str, shared_schema: tuple[str, str]) ->
                 f'THEN TRUNCATE "{schema}".jobs, "{schema}".schedules; END IF; END $$',
             )
         )
-        return PostgresJobStore(url, schema=schema)
+        return PostgresJobStore(url, schema=schema, timeout=timeout)
 
-    await check_job_store(factory, only=[check])
+    return factory
+
+
+@pytest.mark.parametrize("check", job_store_checks())
+async def test_store_passes_check(check: str, shared_schema: tuple[str, str]) -> None:
+    await check_job_store(emptied(*shared_schema), only=[check])
+
+
+async def test_suite_under_autojump_clock(
+    pg: tuple[str, str], autojump_clock: trio.abc.Clock
+) -> None:
+    # Virtual time stands still while a statement runs: no call times out,
+    # and the whole suite takes no virtual time but the checks' own waits.
+    url, schema = pg
+    await check_job_store(
+        emptied(url, schema, timeout=1.0),
+        only=["insert_concurrent", "claim_concurrent", "advance_schedule_concurrent"],
+    )
+
+    assert trio.current_time() < 1.0
 
 
 # ------------------------------------------------------------ URLs
