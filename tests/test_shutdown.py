@@ -404,3 +404,31 @@ async def test_delayed_task_posted_by_a_block_shutdown_task_during_close_is_skip
 
     assert ran == []
     assert [handle.state for handle in posted] == [TaskState.SKIPPED]
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel"])
+async def test_shutdown_stops_a_consumer_waiting_on_a_full_block_subscriber(
+    autojump_clock: trio.abc.Clock, kind: str
+) -> None:
+    # Same class as issue 8, item 1: after a cancelled task, the consumer
+    # waited for a BLOCK subscriber's room outside any scope shutdown() cancels.
+    async with trunner.open_scheduler() as scheduler:
+        if kind == "sequenced":
+            runner: trunner.TaskRunner = scheduler.create_sequenced_runner()
+        else:
+            runner = scheduler.create_parallel_runner(max_concurrency=1)
+        results = runner.subscribe_results(buffer=1, policy=trunner.DropPolicy.BLOCK)
+        runner.post_task(trio.sleep, 0)
+        stuck = runner.post_task(trio.sleep_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        stuck.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+
+        runner.shutdown()
+        with trio.fail_after(10):
+            await runner.aclose()
+
+        assert [result.state async for result in results] == [
+            TaskState.SUCCEEDED,
+            TaskState.CANCELLED,
+        ]

@@ -108,6 +108,11 @@ class WorkerPoolRunner(TaskRunner):
             while True:
                 with trio.CancelScope() as scope:
                     self._workers[slot] = scope
+                    if self._blocked:
+                        # What a task stopped through the last scope left for
+                        # BLOCK subscribers, delivered in a scope that
+                        # shutdown() can cancel.
+                        await self._deliver_blocked()
                     while True:
                         handle = self._pop()
                         if handle is None:
@@ -148,10 +153,6 @@ class WorkerPoolRunner(TaskRunner):
                             budget = BATCH
                             self._housekeeping()
                             await trio.lowlevel.checkpoint()
-                # The scope was cancelled to stop a task: what that task's end
-                # left for BLOCK subscribers is delivered before the next one.
-                if self._blocked:
-                    await self._deliver_blocked()
         except BaseException:
             crashed = True  # cancelled from outside, or KeyboardInterrupt and the like
             raise

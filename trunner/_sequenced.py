@@ -97,6 +97,11 @@ class ChannelRunner(TaskRunner):
                 # cancelled, so the one it served is left behind.
                 with trio.CancelScope() as scope:
                     self._scope = scope
+                    if self._blocked:
+                        # What a task stopped through the last scope left for
+                        # BLOCK subscribers, delivered in a scope that
+                        # shutdown() can cancel.
+                        await self._deliver_blocked()
                     while True:
                         try:
                             handle = receive_nowait()
@@ -188,10 +193,6 @@ class ChannelRunner(TaskRunner):
                             self._housekeeping()
                             await trio.lowlevel.checkpoint()
                             clock = None
-                # The scope was cancelled to stop a task: what that task's end
-                # left for BLOCK subscribers is delivered before the next one.
-                if self._blocked:
-                    await self._deliver_blocked()
                 clock = None
         finally:
             self._receive.close()
