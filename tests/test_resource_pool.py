@@ -185,6 +185,21 @@ def test_open_resource_pool_rejects_non_callables() -> None:
         open_resource_pool(ident, 3)  # type: ignore[call-overload]  # bad on purpose
 
 
+async def test_queue_task_and_run_task_check_their_arguments_up_front() -> None:
+    # Issue 8: queue_task(42) was queued and failed on a worker.
+    tracker = Tracker()
+    async with open_pool(tracker) as pool:
+        with pytest.raises(TypeError, match="fn must be callable as fn"):
+            await pool.queue_task(42)  # type: ignore[call-overload]  # bad on purpose
+        with pytest.raises(TypeError, match="priority must be True or False"):
+            await pool.queue_task(sleep_then, 0, priority="high")  # type: ignore[call-overload]  # bad on purpose
+        with pytest.raises(TypeError, match="fn must be callable as fn"):
+            await pool.run_task(42)  # type: ignore[call-overload]  # bad on purpose
+
+        assert pool.statistics().queued_tasks == 0
+        assert pool.metrics().arrival_rate == 0
+
+
 # ------------------------------------------------------ basics
 
 

@@ -81,3 +81,39 @@ def test_scheduler_fixture_demands_a_mock_clock(pytester: pytest.Pytester) -> No
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*add autojump_clock*"])
+
+
+def test_scheduler_fixture_fails_a_test_that_leaves_a_task_running(
+    pytester: pytest.Pytester,
+) -> None:
+    # Issue 8: the fixture's teardown waited forever for a never-ending task.
+    pytester.makeconftest('pytest_plugins = ["trunner.testing.pytest_plugin"]')
+    pytester.makepyfile(
+        """
+        import pytest
+        import trio
+
+        @pytest.mark.trio
+        async def test_leaves_a_task(scheduler, autojump_clock):
+            runner = scheduler.create_sequenced_runner(name="forgotten")
+            runner.post_task(trio.sleep_forever)
+
+        @pytest.mark.trio
+        async def test_leaves_a_task_under_mock_clock(scheduler, mock_clock):
+            runner = scheduler.create_parallel_runner(max_concurrency=2)
+            runner.post_task(trio.sleep_forever)
+
+        @pytest.mark.trio
+        async def test_leaves_a_long_task(scheduler, autojump_clock):
+            scheduler.create_sequenced_runner().post_task(trio.sleep, 3600)
+        """
+    )
+
+    result = pytester.runpytest("-p", "trio", "-o", "faulthandler_timeout=30")
+
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*the test left tasks that never end*'forgotten' (1 running, 0 pending)*",
+        ]
+    )

@@ -63,6 +63,18 @@ class PoolStatistics:
     available_resources: int
 
 
+def _check_call(method: str, fn: object, *, priority: bool = False, once: bool) -> None:
+    # Before anything is queued: a bad task fails its caller at once, not a
+    # worker later (issue 8).
+    if not callable(fn):
+        raise TypeError(
+            f"{method}(): fn must be callable as fn(resource, *args), not {fn!r}"
+        )
+    for name, value in (("priority", priority), ("once", once)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
 @final
 @attrs.define(eq=False, repr=False)
 class ResourcePool(Generic[ResourceT]):
@@ -198,6 +210,7 @@ class ResourcePool(Generic[ResourceT]):
             Exception: whatever ``fn`` raised, as itself (not in a group); after
                 retries, the last attempt's error.
         """
+        _check_call("queue_task", fn, priority=priority, once=once)
         if self._ledger.status != OPEN or self._workers.unavailable is not None:
             await trio.lowlevel.checkpoint()
             raise self._refusal()
@@ -269,6 +282,7 @@ class ResourcePool(Generic[ResourceT]):
             Exception: whatever ``fn`` raised, or the error of ``create()``
                 for a temporary resource, as itself (not in a group).
         """
+        _check_call("run_task", fn, once=once)
         ledger = self._ledger
         if ledger.status != OPEN:
             await trio.lowlevel.checkpoint()
