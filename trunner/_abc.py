@@ -67,6 +67,13 @@ _OPEN: Final = 0
 _CLOSING: Final = 1
 _CLOSED: Final = 2
 
+# What each barrier waits for, as named in the error from a task of the runner.
+_OWN_WAITS: Final = {
+    "aclose": "to close",
+    "flush": "to flush",
+    "wait_idle": "to be idle",
+}
+
 _PENDING: Final = TaskState.PENDING
 _RUNNING: Final = TaskState.RUNNING
 _SUCCEEDED: Final = TaskState.SUCCEEDED
@@ -1272,7 +1279,14 @@ class TaskRunner(abc.ABC):
 
         Delayed tasks not yet due and future runs of repeating tasks do not
         count; tasks posted while waiting do.
+
+        Raises:
+            RuntimeError: when called from one of the runner's own tasks (code
+                for which `current_runner` is this runner), on every kind of
+                runner: the caller is itself running, so the runner is never
+                idle while it waits.
         """
+        self._refuse_own_wait("wait_idle")
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._pending or self._running:
             if self._idle_event is None:
@@ -1286,7 +1300,17 @@ class TaskRunner(abc.ABC):
 
         A barrier: unlike `wait_idle`, tasks posted after the call are not
         waited for. Delayed tasks not yet due do not count.
+
+        Raises:
+            RuntimeError: when called from one of the runner's own tasks (code
+                for which `current_runner` is this runner), on every kind of
+                runner: the caller was posted before the call and is still
+                running, so it is one of the tasks it would wait for. On a
+                sequenced or thread runner the tasks after it cannot start
+                either. Use `flush_soon` there, which waits without blocking
+                the task.
         """
+        self._refuse_own_wait("flush")
         await trio.lowlevel.checkpoint_if_cancelled()
         barrier = self._add_barrier(None)
         if barrier is None:
@@ -1298,6 +1322,22 @@ class TaskRunner(abc.ABC):
             if barrier in self._barriers:
                 self._barriers.remove(barrier)
                 self._update_watching()
+
+    def _refuse_own_wait(self, method: str) -> None:
+        # A task of this runner waiting for the runner to be idle, flushed or
+        # closed waits for itself (it is one of the tasks waited for), forever.
+        if runner_var.get(None) is not self:
+            return
+        if method == "aclose":
+            advice = "call runner.shutdown() or close it from outside"
+        elif method == "flush":
+            advice = "use runner.flush_soon(callback) or wait from outside the runner"
+        else:
+            advice = "wait from outside the runner"
+        raise RuntimeError(
+            f"a task of runner {self._name!r} cannot wait for the runner "
+            f"{_OWN_WAITS[method]} (it would wait for itself); {advice}"
+        )
 
     def flush_soon(
         self, callback: Callable[[*ArgsT], object], *args: *ArgsT
@@ -1416,11 +1456,7 @@ class TaskRunner(abc.ABC):
             if grace_period is None
             else check_duration("grace_period", grace_period)
         )
-        if runner_var.get(None) is self:
-            raise RuntimeError(
-                f"a task of runner {self._name!r} cannot wait for the runner to close; "
-                "call runner.shutdown() or close it from outside"
-            )
+        self._refuse_own_wait("aclose")
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._phase == _OPEN:
