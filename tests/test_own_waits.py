@@ -114,3 +114,47 @@ async def test_other_runner_barrier_is_fine(
             return "waited"
 
         assert await second.post_task(waits_for_first).wait() == "waited"
+
+
+async def test_pool_task_cannot_stop_its_pool(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trunner.open_resource_pool(object, lambda _: None, workers=2) as pool:
+
+        async def stops_own_pool(_resource: object) -> None:
+            with trio.fail_after(60):
+                await pool.stop()
+
+        with pytest.raises(RuntimeError, match="cannot wait for the pool to stop"):
+            await pool.queue_task(stops_own_pool)
+        # The refused call did nothing: the pool is still open.
+        assert await pool.queue_task(lambda _: 5) == 5
+
+
+async def test_one_worker_pool_task_cannot_queue_on_its_pool(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trunner.open_resource_pool(object, lambda _: None) as pool:
+
+        async def queues_on_own_pool(_resource: object) -> int:
+            with trio.fail_after(60):
+                return await pool.queue_task(lambda _: 1)
+
+        async def runs_on_own_pool(_resource: object) -> int:
+            return await pool.run_task(lambda _: 2)
+
+        with pytest.raises(RuntimeError, match="max_workers=1 cannot queue_task"):
+            await pool.queue_task(queues_on_own_pool)
+        # run_task never waits behind the queue: it is the way from inside.
+        assert await pool.queue_task(runs_on_own_pool) == 2
+
+
+async def test_pool_task_may_queue_when_other_workers_exist(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trunner.open_resource_pool(object, lambda _: None, workers=2) as pool:
+
+        async def queues_on_own_pool(_resource: object) -> int:
+            return await pool.queue_task(lambda _: 1)
+
+        assert await pool.queue_task(queues_on_own_pool) == 1

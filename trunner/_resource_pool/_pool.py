@@ -34,7 +34,7 @@ from ._records import (
     Worker,
     closed_error,
 )
-from ._workers import Workers, dispose, is_sick
+from ._workers import Workers, dispose, is_sick, workers_var
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -207,10 +207,19 @@ class ResourcePool(Generic[ResourceT]):
                 before the task finished.
             ResourceUnavailableError: the pool cannot make resources (see
                 `open_resource_pool`).
+            RuntimeError: when called from a task of a pool of one worker
+                (``max_workers=1``), whose only worker runs the caller and
+                could never run the queued task; use `run_task` there.
             Exception: whatever ``fn`` raised, as itself (not in a group); after
                 retries, the last attempt's error.
         """
         _check_call("queue_task", fn, priority=priority, once=once)
+        if self._max_workers == 1 and workers_var.get(None) is self._workers:
+            raise RuntimeError(
+                "a task of a resource pool with max_workers=1 cannot queue_task on "
+                "it: its only worker runs the caller and would wait for itself; use "
+                "pool.run_task(), which runs at once on an idle or temporary resource"
+            )
         if self._ledger.status != OPEN or self._workers.unavailable is not None:
             await trio.lowlevel.checkpoint()
             raise self._refusal()
@@ -347,9 +356,18 @@ class ResourcePool(Generic[ResourceT]):
         This is a checkpoint. Cancelling the caller stops the wait, not the
         closing, which goes on. It raises nothing itself: tasks' errors go to
         their callers, and errors of the pool's machinery come out of the
-        ``async with`` block. Do not call it from a task of the pool: it would
-        wait for itself.
+        ``async with`` block.
+
+        Raises:
+            RuntimeError: when called from a task of the pool (or from its
+                ``create`` or ``destroy``), which would wait for itself; then
+                it does nothing. Use `kill` there, or stop the pool from outside.
         """
+        if workers_var.get(None) is self._workers:
+            raise RuntimeError(
+                "a task of a resource pool cannot wait for the pool to stop (it "
+                "would wait for itself); call pool.kill() or stop it from outside"
+            )
         if self._ledger.status == OPEN:
             self._ledger.status = CLOSING
             self._burst.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
 logger: Final = logging.getLogger("trunner.pool")
 
 ResourceT = TypeVar("ResourceT")
+
+# The pool a worker task (and any trio task it starts) belongs to: its tasks,
+# create() and destroy() see it, so the pool can refuse the waits they could
+# never see the end of.
+workers_var: Final[ContextVar[Workers]] = ContextVar("trunner.pool_workers")
 
 
 async def dispose(destroy: Callable[[ResourceT], object], resource: ResourceT) -> None:
@@ -164,6 +170,7 @@ class Workers:
     async def work(self, worker: Worker) -> None:
         """Be ``worker``: make a resource, serve calls on it, replace it if sick."""
         worker.task = trio.lowlevel.current_task()
+        workers_var.set(self)  # in the worker task's own context
         try:
             with worker.scope:
                 held = await self._obtain(worker)
