@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import TYPE_CHECKING
 
@@ -106,7 +107,7 @@ async def test_instruments_report_counters_gauges_and_quantiles(
     async with trunner.open_parallel_runner(
         max_concurrency=1, name="x", on_error=ignore
     ) as runner:
-        TrunnerInstruments(meter, runner)
+        TrunnerInstruments(runner, meter=meter)
         for seconds in (1, 2, 3):
             runner.post_task(trio.sleep, seconds)
         runner.post_task(fail)
@@ -136,7 +137,7 @@ async def test_instruments_report_no_quantile_before_the_first_task(
 ) -> None:
     meter, reader = otel
     async with trunner.open_sequenced_runner(name="idle") as runner:
-        TrunnerInstruments(meter, runner, prefix="app")
+        TrunnerInstruments(runner, meter=meter, prefix="app")
 
         values = numbers(reader)
 
@@ -159,7 +160,7 @@ async def test_instruments_read_the_runners_once_per_collection(
 
     monkeypatch.setattr(_RunnerSet, "snapshot", counting)
     async with trunner.open_sequenced_runner(name="once") as runner:
-        TrunnerInstruments(meter, runner)
+        TrunnerInstruments(runner, meter=meter)
         numbers(reader)
         assert reads == 1
 
@@ -175,7 +176,7 @@ async def test_instruments_follow_a_scheduler_and_collect_from_a_thread(
 ) -> None:
     meter, reader = otel
     async with trunner.open_scheduler() as scheduler:
-        instruments = TrunnerInstruments(meter)
+        instruments = TrunnerInstruments(meter=meter)
         instruments.add(scheduler)
         runner = scheduler.create_sequenced_runner(name="late")
         await runner.run(trio.sleep, 0)
@@ -334,3 +335,46 @@ def span_id(span: ReadableSpan) -> int:
 def parent_id(span: ReadableSpan) -> int:
     assert span.parent is not None
     return span.parent.span_id
+
+
+async def test_instruments_take_sources_first_and_the_meter_as_a_keyword(
+    otel: tuple[Meter, InMemoryMetricReader],
+) -> None:
+    # Issue 8: TrunnerCollector(*sources, registry=) and
+    # TrunnerInstruments(meter, *sources) took their arguments in opposite orders.
+    meter, _ = otel
+    async with trunner.open_sequenced_runner() as runner:
+        with pytest.raises(TypeError, match="required keyword-only argument: 'meter'"):
+            TrunnerInstruments(meter, runner)  # type: ignore[arg-type, call-arg]  # the old order, on purpose
+
+        TrunnerInstruments(runner, meter=meter)
+
+
+@pytest.mark.parametrize(
+    ("module_name", "api"),
+    [
+        (
+            "trunner.contrib.otel",
+            {
+                "DURATION_BUCKETS",
+                "RUNNER_ATTRIBUTE",
+                "TrunnerInstruments",
+                "histogram_hooks",
+                "tracing_middleware",
+            },
+        ),
+        ("trunner.contrib.prometheus", {"TrunnerCollector"}),
+        ("trunner.contrib.middleware", {"logging_middleware"}),
+    ],
+)
+def test_contrib_modules_export_only_their_api(module_name: str, api: set[str]) -> None:
+    # Issue 8: trunner.contrib.otel exported Final, trio and other helpers.
+    module = importlib.import_module(module_name)
+    public = {
+        name
+        for name in vars(module)
+        if not name.startswith("_") and name != "annotations"
+    }
+
+    assert public == api
+    assert set(module.__all__) == api

@@ -8,24 +8,28 @@ OpenTelemetry, lives in `trunner.contrib.otel`.
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Final
+# Imports under private names: the module's public names are its API (__all__).
+import logging as _logging
+import typing as _typing
+from typing import Final as _Final
 
-import trio
+import trio as _trio
 
-if TYPE_CHECKING:
+__all__ = ["logging_middleware"]
+
+if _typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from .. import Middleware, TaskHandle
 
-_LOGGER: Final = logging.getLogger("trunner.tasks")
+_LOGGER: _Final = _logging.getLogger("trunner.tasks")
 
 
 def logging_middleware(
-    logger: logging.Logger | None = None,
-    level: int = logging.INFO,
+    logger: _logging.Logger | None = None,
+    level: int = _logging.INFO,
     *,
-    error_level: int = logging.WARNING,
+    error_level: int = _logging.WARNING,
 ) -> Middleware:
     """Make middleware that logs the start and end of each attempt of a task.
 
@@ -69,11 +73,11 @@ def logging_middleware(
         }
         what = f"{runner}: attempt {attempt} of task {task.name!r} (#{task.id})"
         log.log(level, "%s started", what, extra=fields)
-        start = trio.current_time()
+        start = _trio.current_time()
         try:
             result = await call_next()
         except Exception as error:
-            duration = trio.current_time() - start
+            duration = _trio.current_time() - start
             log.log(
                 error_level,
                 "%s failed after %.3f s: %r",
@@ -85,7 +89,7 @@ def logging_middleware(
             )
             raise
         except BaseException:  # trio.Cancelled and the like: logged, re-raised
-            duration = trio.current_time() - start
+            duration = _trio.current_time() - start
             log.log(
                 level,
                 "%s cancelled after %.3f s",
@@ -95,7 +99,7 @@ def logging_middleware(
                 | {"trunner_duration": duration, "trunner_outcome": "cancelled"},
             )
             raise
-        duration = trio.current_time() - start
+        duration = _trio.current_time() - start
         log.log(
             level,
             "%s succeeded in %.3f s",

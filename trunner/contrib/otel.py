@@ -25,18 +25,31 @@ you need distributions you can aggregate.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Final, final
+# Imports under private names: the module's public names are its API (__all__).
+import threading as _threading
+import typing as _typing
+from typing import Final as _Final
+from typing import final as _final
 
-import trio
-from opentelemetry import trace
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Status, StatusCode
+import trio as _trio
+from opentelemetry import trace as _trace
+from opentelemetry.metrics import CallbackOptions as _CallbackOptions
+from opentelemetry.metrics import Observation as _Observation
+from opentelemetry.trace import Status as _Status
+from opentelemetry.trace import StatusCode as _StatusCode
 
-from .. import TaskHooks
+from .. import TaskHooks as _TaskHooks
 from . import _COUNTERS, _GAUGES, _RunnerSet
 
-if TYPE_CHECKING:
+__all__ = [
+    "DURATION_BUCKETS",
+    "RUNNER_ATTRIBUTE",
+    "TrunnerInstruments",
+    "histogram_hooks",
+    "tracing_middleware",
+]
+
+if _typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
     from opentelemetry.metrics import Meter
@@ -48,11 +61,11 @@ if TYPE_CHECKING:
     _Extract = Callable[[_RunnerSnapshot], Iterable[_Measurement]]
 
 #: The attribute that names the runner, on every measurement and span.
-RUNNER_ATTRIBUTE: Final = "trunner.runner.name"
+RUNNER_ATTRIBUTE: _Final = "trunner.runner.name"
 
 #: Bucket bounds in seconds for the duration histograms, as the OpenTelemetry
 #: semantic conventions advise for durations.
-DURATION_BUCKETS: Final = (
+DURATION_BUCKETS: _Final = (
     0.005,
     0.01,
     0.025,
@@ -69,7 +82,7 @@ DURATION_BUCKETS: Final = (
     10.0,
 )
 
-_DURATIONS: Final = (
+_DURATIONS: _Final = (
     ("task.wait_time", "from being queued (or falling due) to starting", "wait_time"),
     ("task.run_time", "from starting to ending, all attempts included", "run_time"),
 )
@@ -119,7 +132,7 @@ def _summary_part(field: str, part: str) -> _Extract:
     return extract
 
 
-@final
+@_final
 class TrunnerInstruments:
     """Observable OpenTelemetry instruments for the metrics of runners.
 
@@ -155,9 +168,14 @@ class TrunnerInstruments:
     first is reported.
 
     Args:
-        meter: the meter to register the instruments on.
         *sources: `trunner.TaskRunner` and `trunner.Scheduler` objects.
+        meter: the meter to register the instruments on (a keyword, as
+            `~trunner.contrib.prometheus.TrunnerCollector` takes ``registry=``).
         prefix: the first part of every instrument name.
+
+    .. versionchanged:: 0.1
+       The meter is the keyword ``meter=``, after the sources; it was the first
+       positional argument.
 
     Raises:
         TypeError: if a source is neither a runner nor a scheduler.
@@ -167,12 +185,12 @@ class TrunnerInstruments:
 
     def __init__(
         self,
-        meter: Meter,
         *sources: TaskRunner | Scheduler,
+        meter: Meter,
         prefix: str = "trunner",
     ) -> None:
         self._runners = _RunnerSet(sources)
-        self._lock = threading.Lock()
+        self._lock = _threading.Lock()
         self._snapshots: list[_RunnerSnapshot] = []
         # A reading serves one collection: an instrument that has already
         # reported the current reading asks for a new one, so that the first
@@ -235,13 +253,13 @@ class TrunnerInstruments:
 
     def _callback(
         self, key: str, extract: _Extract
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    ) -> Callable[[_CallbackOptions], Iterable[_Observation]]:
         self._consumed[key] = self._generation
 
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
+        def observe(options: _CallbackOptions) -> Iterable[_Observation]:
             del options
             return [
-                Observation(value, attributes)
+                _Observation(value, attributes)
                 for snapshot in self._reading(key)
                 for value, attributes in extract(snapshot)
             ]
@@ -262,7 +280,7 @@ class TrunnerInstruments:
             return self._snapshots
 
 
-def histogram_hooks(meter: Meter, *, prefix: str = "trunner") -> TaskHooks:
+def histogram_hooks(meter: Meter, *, prefix: str = "trunner") -> _TaskHooks:
     """Make hooks that record each task's wait and run time in histograms.
 
     Pass the result as ``hooks=`` to `trunner.open_scheduler` (every task of
@@ -311,10 +329,10 @@ def histogram_hooks(meter: Meter, *, prefix: str = "trunner") -> TaskHooks:
         wait_time.record(started - result.queued_at, attributes)
         run_time.record(result.finished_at - started, attributes)
 
-    return TaskHooks(on_finish=on_finish)
+    return _TaskHooks(on_finish=on_finish)
 
 
-def tracing_middleware(tracer: trace.Tracer | None = None) -> Middleware:
+def tracing_middleware(tracer: _trace.Tracer | None = None) -> Middleware:
     """Make middleware that wraps each attempt of a task in a span.
 
     The span is named after the task and made current while the attempt runs,
@@ -335,7 +353,7 @@ def tracing_middleware(tracer: trace.Tracer | None = None) -> Middleware:
     Returns:
         The middleware, for a runner's ``middleware=`` list.
     """
-    tracer_ = trace.get_tracer("trunner") if tracer is None else tracer
+    tracer_ = _trace.get_tracer("trunner") if tracer is None else tracer
 
     async def trace_attempt(
         task: TaskHandle[object], call_next: Callable[[], Awaitable[object]]
@@ -357,15 +375,15 @@ def tracing_middleware(tracer: trace.Tracer | None = None) -> Middleware:
             except Exception as error:
                 span.record_exception(error)
                 span.set_status(
-                    Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+                    _Status(_StatusCode.ERROR, f"{type(error).__name__}: {error}")
                 )
                 raise
             except BaseException as error:  # recorded, and re-raised
-                if isinstance(error, trio.Cancelled):
+                if isinstance(error, _trio.Cancelled):
                     description = "cancelled"
                 else:
                     description = type(error).__name__
-                span.set_status(Status(StatusCode.ERROR, description))
+                span.set_status(_Status(_StatusCode.ERROR, description))
                 raise
 
     return trace_attempt

@@ -30,20 +30,23 @@ aggregatable buckets, record durations yourself from a `trunner.TaskHooks`
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Final, final
+# Imports under private names: the module's public names are its API (__all__).
+import math as _math
+import typing as _typing
+from typing import Final as _Final
+from typing import final as _final
 
-from prometheus_client.core import (
-    REGISTRY,
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    SummaryMetricFamily,
-)
-from prometheus_client.samples import Sample
+from prometheus_client.core import REGISTRY as _REGISTRY
+from prometheus_client.core import CounterMetricFamily as _CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily as _GaugeMetricFamily
+from prometheus_client.core import SummaryMetricFamily as _SummaryMetricFamily
+from prometheus_client.samples import Sample as _Sample
 
 from . import _COUNTERS, _GAUGES, _RunnerSet
 
-if TYPE_CHECKING:
+__all__ = ["TrunnerCollector"]
+
+if _typing.TYPE_CHECKING:
     from collections.abc import Iterator
 
     from prometheus_client.metrics_core import Metric
@@ -53,9 +56,9 @@ if TYPE_CHECKING:
     from . import _RunnerSnapshot
 
 #: The quantiles exported from a `trunner.Summary`, with how to read each one.
-_QUANTILES: Final = ("0", "0.5", "0.95", "0.99", "1")
+_QUANTILES: _Final = ("0", "0.5", "0.95", "0.99", "1")
 
-_SUMMARIES: Final = (
+_SUMMARIES: _Final = (
     (
         "task_wait_seconds",
         "Time from being queued (or falling due) to starting, over the "
@@ -78,11 +81,11 @@ def _metric_name(name: str) -> str:
 
 def _quantiles(summary: Summary) -> tuple[float, ...]:
     if not summary.count:
-        return (math.nan,) * len(_QUANTILES)
+        return (_math.nan,) * len(_QUANTILES)
     return (summary.min, summary.p50, summary.p95, summary.p99, summary.max)
 
 
-@final
+@_final
 class TrunnerCollector:
     """A Prometheus collector for the metrics of runners, read at each scrape.
 
@@ -131,7 +134,7 @@ class TrunnerCollector:
         self,
         *sources: TaskRunner | Scheduler,
         namespace: str = "trunner",
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = _REGISTRY,
     ) -> None:
         self._namespace = namespace
         self._runners = _RunnerSet(sources)
@@ -171,7 +174,7 @@ class TrunnerCollector:
     def _families(self, snapshots: list[_RunnerSnapshot]) -> Iterator[Metric]:
         prefix = f"{self._namespace}_" if self._namespace else ""
         for name, _unit, documentation, field in _COUNTERS:
-            counter = CounterMetricFamily(
+            counter = _CounterMetricFamily(
                 prefix + _metric_name(name), documentation, labels=["runner"]
             )
             for snapshot in snapshots:
@@ -179,7 +182,7 @@ class TrunnerCollector:
                 counter.add_metric([snapshot.name], value)
             yield counter
         for name, documentation, field in _GAUGES:
-            gauge = GaugeMetricFamily(
+            gauge = _GaugeMetricFamily(
                 prefix + _metric_name(name), documentation, labels=["runner"]
             )
             for snapshot in snapshots:
@@ -187,7 +190,7 @@ class TrunnerCollector:
                 gauge.add_metric([snapshot.name], current)
             yield gauge
         for name, documentation, field in _SUMMARIES:
-            family = SummaryMetricFamily(
+            family = _SummaryMetricFamily(
                 prefix + name, documentation, labels=["runner"], unit="seconds"
             )
             for snapshot in snapshots:
@@ -197,7 +200,7 @@ class TrunnerCollector:
                 ):
                     # SummaryMetricFamily.add_metric writes only _count and _sum.
                     family.samples.append(
-                        Sample(
+                        _Sample(
                             family.name,
                             {"runner": snapshot.name, "quantile": quantile},
                             estimate,
