@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -11,20 +13,29 @@ import trio
 
 import trunner
 from trunner.jobs import (
+    JobNotFoundError,
     JobRecord,
     JobState,
+    JobStateError,
     JobStore,
     MemoryJobStore,
+    SerializationError,
     SQLiteJobStore,
     StoreError,
+    StoreInUseError,
+    open_job_manager,
 )
 from trunner.jobs._manager import STORE_RETRY_MAX
 
-from .test_manager import Handlers, manager
+from .test_manager import WALL0, Handlers, manager
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
+
+
+def _wall() -> dt.datetime:
+    return WALL0 + dt.timedelta(seconds=trio.current_time())
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -323,3 +334,103 @@ async def test_a_submit_racing_the_exit_is_stored_or_refused_never_hung(
     made = sorted(o for o in outcomes if isinstance(o, str))
     assert made  # those that reached the manager before its exit are stored
     assert stored == made  # each acknowledged submit is stored; the rest not
+
+
+# ---------------------------------------------------------------- item 14
+
+
+async def test_schedule_every_infinity_is_a_value_error(store: JobStore) -> None:
+    async with manager(store, Handlers(), worker=False) as jm:
+        for every in (math.inf, 1e300):
+            with pytest.raises(ValueError, match="every"):
+                await jm.schedule("s", "email", {"to": "x"}, every=every)
+        assert await jm.list_schedules() == []
+
+
+async def test_a_worker_fires_only_the_schedules_its_registry_knows(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    handlers = Handlers()
+    async with manager(store, worker=False) as admin:  # no registry: no checks
+        await admin.schedule("known", "email", {"to": "known"}, every=10)
+        await admin.schedule("unknown", "nobody-runs-this", {"to": "x"}, every=10)
+    # A worker without a registry knows no handler: it fires no schedule.
+    async with open_job_manager(store, wall_clock=_wall) as bare:
+        await trio.sleep(25)
+        assert await bare.list_jobs() == []
+    async with manager(store, handlers) as jm:
+        await trio.sleep(5)
+        fired = sorted(info.handler for info in await jm.list_jobs())
+    assert fired == ["email"]
+
+
+# ---------------------------------------------------------------- user errors
+
+
+async def test_delete_job_deletes_finished_jobs_only(
+    store: JobStore, autojump_clock: trio.abc.Clock
+) -> None:
+    handlers = Handlers()
+    async with manager(store, handlers) as jm:
+        await jm.submit_job("done", "email", {"to": "x"})
+        await jm.submit_job("later", "email", {"to": "y"}, delay=3600)
+        await trio.sleep(1)
+        await jm.delete_job("done")
+        with pytest.raises(JobNotFoundError):
+            await jm.get_job("done")
+        with pytest.raises(JobNotFoundError, match="'done'"):
+            await jm.delete_job("done")
+        with pytest.raises(JobStateError, match=r"pending.*cancel it first"):
+            await jm.delete_job("later")
+        await jm.cancel_job("later")
+        await jm.delete_job("later")
+        assert await jm.list_jobs() == []
+
+
+async def test_delete_job_deletes_a_corrupted_job(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with manager(SQLiteJobStore(path), Handlers(), worker=False) as jm:
+        await jm.submit_job("bad", "email", {"to": "x"}, delay=60)
+        _corrupt(path, "UPDATE trunner_jobs SET created_at = 'x' WHERE id = 'bad'")
+        with pytest.raises(SerializationError):
+            await jm.get_job("bad")
+        await jm.delete_job("bad")
+        with pytest.raises(JobNotFoundError):
+            await jm.get_job("bad")
+
+
+async def test_purge_and_list_jobs_name_their_bad_arguments(store: JobStore) -> None:
+    async with manager(store, Handlers(), worker=False) as jm:
+        assert await jm.purge(states=[JobState.FAILED]) == 0  # any collection
+        assert await jm.purge(states=(JobState.FAILED, JobState.CANCELLED)) == 0
+        with pytest.raises(ValueError, match=r"states: only finished.*pending"):
+            await jm.purge(states=[JobState.PENDING])
+        with pytest.raises(TypeError, match="states must be a collection"):
+            await jm.purge(states=JobState.FAILED)  # type: ignore[arg-type]  # on purpose
+        with pytest.raises(TypeError, match="states must hold JobState"):
+            await jm.purge(states=["failed"])  # type: ignore[list-item]  # on purpose
+        with pytest.raises(TypeError, match="handler must be a non-empty str, not 5"):
+            await jm.list_jobs(handler=5)  # type: ignore[arg-type]  # on purpose
+        with pytest.raises(ValueError, match="offset must be >= 0"):
+            await jm.list_jobs(offset=-1)
+
+
+# ---------------------------------------------------------------- stores
+
+
+async def test_one_store_object_serves_one_open_manager(store: JobStore) -> None:
+    async with manager(store, Handlers(), worker=False):
+        with pytest.raises(StoreInUseError, match="one manager at a time"):
+            async with manager(store, Handlers(), worker=False):
+                pass  # pragma: no cover
+    async with manager(store, Handlers(), worker=False) as again:  # in turn: fine
+        assert await again.list_jobs() == []
+
+
+async def test_a_store_refuses_calls_once_its_manager_closed(store: JobStore) -> None:
+    async with manager(store, Handlers(), worker=False) as jm:
+        await jm.submit_job("a", "email", {"to": "x"})
+    with pytest.raises(StoreError, match="not connected"):
+        await store.get("a")
+    with pytest.raises(StoreError, match="not connected"):
+        await store.insert([])

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import attrs
 import pytest
@@ -48,6 +48,32 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
     if request.param == "memory":
         return MemoryJobStore()
     return SQLiteJobStore(tmp_path / "jobs.db")
+
+
+class SharedMemory:
+    """A second store object on the jobs of a `MemoryJobStore` (tests only).
+
+    A store object serves one manager at a time; two managers in one process
+    share a SQLite file through two store objects, and a memory store through
+    this: it leaves the disconnection to the first manager's store.
+    """
+
+    def __init__(self, inner: MemoryJobStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def disconnect(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def twin(store: JobStore) -> JobStore:
+    """Another store object on the same jobs, for a second manager at once."""
+    if isinstance(store, SQLiteJobStore):
+        return SQLiteJobStore(store.path)
+    assert isinstance(store, MemoryJobStore)
+    return cast("JobStore", SharedMemory(store))
 
 
 class Handlers:
@@ -446,7 +472,7 @@ async def test_cancel_running_job_of_another_worker(
     handlers = Handlers()
     async with (
         manager(store, handlers, lease=30) as worker,
-        manager(store, handlers, worker=False) as admin,
+        manager(twin(store), handlers, worker=False) as admin,
     ):
         await admin.submit_job("long", "sleep", 1000.0)
         await trio.sleep(2)  # the worker finds it at its next poll (every 1 s)
@@ -574,7 +600,7 @@ async def test_two_workers_never_run_a_job_twice(
     handlers = Handlers()
     async with (
         manager(store, handlers, concurrency=3) as a,
-        manager(store, handlers, concurrency=3) as b,
+        manager(twin(store), handlers, concurrency=3) as b,
     ):
         for i in range(40):
             await a.submit_job(f"job-{i}", "sleep", float(i % 3 + 1))
@@ -592,7 +618,7 @@ async def test_schedule_every_runs_once_per_tick_across_workers(
     store: JobStore, autojump_clock: trio.abc.Clock
 ) -> None:
     handlers = Handlers()
-    async with manager(store, handlers) as a, manager(store, handlers) as b:
+    async with manager(store, handlers) as a, manager(twin(store), handlers) as b:
         await a.schedule("digest", "email", Email("digest"), every=10)
         await trio.sleep(35)
         await b.unschedule("digest")

@@ -19,6 +19,8 @@ from trunner.jobs import (
     open_job_manager,
 )
 
+from .test_manager import twin
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -107,7 +109,7 @@ def test_every_job_ends_once_within_its_attempts_never_run_twice_at_once(
                 name="worker-1",
             ) as first,
             open_job_manager(
-                store,
+                twin(store),
                 registry,
                 concurrency=concurrency,
                 retry=policy,

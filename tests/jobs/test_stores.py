@@ -138,7 +138,9 @@ async def test_suite_rejects_factory_of_non_store() -> None:
 
 async def test_suite_wants_empty_store() -> None:
     store = MemoryJobStore()
+    await store.connect()
     await store.insert([job("left-over")])
+    await store.disconnect()
 
     with pytest.raises(AssertionError, match="must make an empty store"):
         await check_job_store(lambda: store, only=["claim_order"])
@@ -288,6 +290,9 @@ class Delegate:
         return await self.inner.purge(
             finished_before=finished_before, keep_latest=keep_latest, states=states
         )
+
+    async def delete(self, job_id: str) -> bool:
+        return await self.inner.delete(job_id)
 
     async def put_schedule(self, schedule: ScheduleRecord) -> None:
         await self.inner.put_schedule(schedule)
@@ -576,6 +581,7 @@ async def test_claim_skips_jobs_of_other_handlers_by_heap(store: JobStore) -> No
 
 async def test_memory_store_rebuilds_its_heaps() -> None:
     store = MemoryJobStore()
+    await store.connect()
     await store.insert([job(f"j{n}", handler=f"h{n % 3}") for n in range(3000)])
     for n in range(2990):
         await store.request_cancel(f"j{n}", now=at(1))
@@ -590,6 +596,7 @@ async def test_memory_store_rebuilds_its_heaps() -> None:
 
 async def test_memory_store_claims_from_a_large_backlog() -> None:
     store = MemoryJobStore()
+    await store.connect()
     await store.insert([job(f"j{n:06}", run_at=n % 100) for n in range(20_000)])
 
     taken = await claim(store, limit=10, now=0)
@@ -599,6 +606,7 @@ async def test_memory_store_claims_from_a_large_backlog() -> None:
 
 async def test_memory_store_shared_by_two_managers_claims_once() -> None:
     store = MemoryJobStore()
+    await store.connect()
     await store.insert([job(f"j{n}") for n in range(40)])
     taken: list[str] = []
 

@@ -15,6 +15,7 @@ from ._errors import JobStateError as JobStateError
 from ._errors import Retry as Retry
 from ._errors import SerializationError as SerializationError
 from ._errors import StoreError as StoreError
+from ._errors import StoreInUseError as StoreInUseError
 from ._errors import UnknownHandlerError as UnknownHandlerError
 from ._job import JobInfo as JobInfo
 from ._job import JobRecord as JobRecord

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from .._errors import TrunnerError
 from .._util import check_duration
 
@@ -36,6 +38,17 @@ class JobStateError(JobError):
 
 class StoreError(JobError):
     """The store's backend failed; raised ``from`` the driver's error."""
+
+
+class StoreInUseError(JobError, trio.BusyResourceError, RuntimeError):
+    """The store object serves another open `JobManager` already.
+
+    A store object serves one manager at a time (a manager disconnects its
+    store when its block exits, under any other user). Several managers, in
+    one process or many, share jobs through one database: give each its own
+    store object (``open_store(url)`` once per manager). It is also a
+    `trio.BusyResourceError` and a `RuntimeError`.
+    """
 
 
 class Retry(Exception):  # a control-flow signal, named as in STYLE.md

@@ -24,8 +24,9 @@ import os
 import socket
 import traceback
 import uuid
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, cast, final
 
 import attrs
 import outcome
@@ -45,6 +46,7 @@ from ._errors import (
     Retry,
     SerializationError,
     StoreError,
+    StoreInUseError,
 )
 from ._job import (
     FINISHED_STATES,
@@ -60,7 +62,7 @@ from ._registry import Registry
 from ._serialize import JsonSerializer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import AsyncGenerator, Callable, Collection
 
     from .._handle import TaskHandle
     from .._parallel import ParallelTaskRunner
@@ -85,6 +87,9 @@ STORE_RETRY_MAX: Final = 5.0
 _BLOCKING: Final = TaskTraits(may_block=True)
 #: Seconds the exit waits for the submits made before it to be stored.
 _CLOSE_FLUSH_TIMEOUT: Final = 30.0
+#: The ids of the stores that open managers use, in this process: a store
+#: object serves one manager at a time (each one disconnects it at its exit).
+_STORES_IN_USE: Final[set[int]] = set()
 _IfExists = Literal["error", "ignore"]
 
 
@@ -614,18 +619,48 @@ class JobManager:
         self._want_pump()
         return record.info()
 
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a finished job, or one whose stored form cannot be read.
+
+        For a job that is corrupted in the store (its `get_job` raises
+        `SerializationError`), this is the way to remove it. Pending and
+        running jobs are never deleted: cancel them first.
+
+        Raises:
+            JobNotFoundError: if there is no such job.
+            JobStateError: if the job is pending or running.
+            RunnerClosedError: the manager's block has exited.
+        """
+        self._check_open()
+        check_name("job_id", job_id)
+        if await self._store.delete(job_id):
+            return
+        record = await self._store.get(job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        raise JobStateError(
+            f"job {job_id!r} is {record.state.value}; only finished (succeeded, "
+            "failed, cancelled) or unreadable jobs can be deleted: cancel it first"
+        )
+
     async def purge(
         self,
         *,
         older_than: float | None = None,
-        states: frozenset[JobState] | None = None,
+        states: Collection[JobState] | None = None,
     ) -> int:
         """Delete finished jobs (of ``states``), finished ``older_than`` seconds ago.
+
+        Args:
+            older_than: seconds since the jobs finished (None: any age).
+            states: the finished states to purge (any collection of
+                `JobState`; None: all three).
 
         Returns:
             How many were deleted.
 
         Raises:
+            TypeError, ValueError: for a bad argument (named in the message).
             RunnerClosedError: the manager's block has exited.
         """
         self._check_open()
@@ -634,11 +669,8 @@ class JobManager:
             before = _later(
                 self.now(), -check_duration("older_than", older_than), "older_than"
             )
-        if states is not None and not states <= FINISHED_STATES:
-            raise ValueError(
-                "only finished jobs (succeeded, failed, cancelled) can be purged"
-            )
-        return await self._store.purge(finished_before=before, states=states)
+        wanted = None if states is None else _finished_states(states)
+        return await self._store.purge(finished_before=before, states=wanted)
 
     # ------------------------------------------------------------ schedules
 
@@ -1162,6 +1194,26 @@ def _later(when: dt.datetime, seconds: float, what: str) -> dt.datetime:
         ) from None
 
 
+def _finished_states(states: object) -> frozenset[JobState]:
+    """Check the ``states`` argument of a purge: finished `JobState` values."""
+    if isinstance(states, (str, JobState)) or not isinstance(states, Iterable):
+        raise TypeError(
+            f"states must be a collection of JobState (such as "
+            f"{{JobState.FAILED}}), not {states!r}"
+        )
+    wanted: set[JobState] = set()
+    for state in cast("Iterable[object]", states):
+        if not isinstance(state, JobState):
+            raise TypeError(f"states must hold JobState values, not {state!r}")
+        if state not in FINISHED_STATES:
+            raise ValueError(
+                f"states: only finished jobs (succeeded, failed, cancelled) can be "
+                f"purged, not {state.value} ones"
+            )
+        wanted.add(state)
+    return frozenset(wanted)
+
+
 def _store_error(error: Exception) -> StoreError:
     """The `StoreError` a caller gets for ``error``, raised by a store call."""
     if isinstance(error, StoreError):
@@ -1260,20 +1312,40 @@ async def open_job_manager(
         raise TypeError(f"retention must be a Retention, not {retention!r}")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
-    async with open_scheduler() as scheduler:
-        config = ManagerConfig(
-            strict=registry is not None,
-            worker=worker,
-            concurrency=workers,
-            lease=lease_s,
-            grace_period=grace,
-            retry=retry if retry is not None else RetryPolicy(),
-            timeout=timeout,
-            retention=retention,
-            poll_interval=poll,
-            wall_clock=wall_clock,
-            name=name or _default_worker_name(),
+    config = ManagerConfig(
+        strict=registry is not None,
+        worker=worker,
+        concurrency=workers,
+        lease=lease_s,
+        grace_period=grace,
+        retry=retry if retry is not None else RetryPolicy(),
+        timeout=timeout,
+        retention=retention,
+        poll_interval=poll,
+        wall_clock=wall_clock,
+        name=name or _default_worker_name(),
+    )
+    if id(store) in _STORES_IN_USE:
+        raise StoreInUseError(
+            f"{store!r} serves another open JobManager already; a store object "
+            "serves one manager at a time: give each manager its own (such as "
+            "open_store(url) once per manager; they share the jobs through the "
+            "database)"
         )
+    _STORES_IN_USE.add(id(store))
+    try:
+        async with _open_job_manager(store, registry, config) as manager:
+            yield manager
+    finally:
+        _STORES_IN_USE.discard(id(store))
+
+
+@asynccontextmanager
+async def _open_job_manager(
+    store: JobStore, registry: Registry | None, config: ManagerConfig
+) -> AsyncGenerator[JobManager, None]:
+    async with open_scheduler() as scheduler:
+        wall_clock = config.wall_clock
         manager = JobManager(
             store, registry if registry is not None else Registry(), scheduler, config
         )
@@ -1287,9 +1359,11 @@ async def open_job_manager(
             scheduler._nursery.start_soon(
                 manager._group_commit, name="jobs-group-commit"
             )
-            if worker:
+            if config.worker:
                 manager._executor = scheduler.create_parallel_runner(
-                    max_concurrency=workers, name="jobs-executor", on_error=_quiet
+                    max_concurrency=config.concurrency,
+                    name="jobs-executor",
+                    on_error=_quiet,
                 )
                 await manager._start_worker()
             try:

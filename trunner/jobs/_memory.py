@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias, final
 import attrs
 import trio
 
+from ._errors import StoreError
 from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
 from ._sqlite import with_seq
 from ._store import CompleteResult, RenewResult
@@ -46,8 +47,9 @@ class MemoryJobStore:
 
     For tests, demos and programs that need no durability: nothing survives
     the process. The jobs survive `disconnect`, so one store object can serve
-    several managers in turn, and several managers (workers) may also use it
-    at the same time. Each method is a checkpoint followed by one atomic step
+    several managers in turn (not at once). Like every store, it answers only
+    while connected: a call before `connect` or after `disconnect` raises
+    `StoreError`. Each method is a checkpoint followed by one atomic step
     on the trio thread; a call cancelled at its checkpoint changes nothing.
 
     Due jobs wait in one heap per handler and priority, so a claim looks at the
@@ -73,6 +75,7 @@ class MemoryJobStore:
         init=False, factory=dict[str, ScheduleRecord]
     )
     _wakeups: Wakeups = attrs.field(init=False, factory=Wakeups)
+    _connected: bool = attrs.field(init=False, default=False)
     # Whether a job became PENDING since the watchers were last woken.
     _arrived: bool = attrs.field(init=False, default=False)
 
@@ -171,12 +174,27 @@ class MemoryJobStore:
     # ------------------------------------------------------------ connection
 
     async def connect(self) -> None:
-        """Do nothing but checkpoint: the store lives in memory. Idempotent."""
+        """Make the store answer calls (the jobs live in memory). Idempotent."""
         await trio.lowlevel.checkpoint()
+        self._connected = True
 
     async def disconnect(self) -> None:
-        """Do nothing but checkpoint: the jobs stay for the next connection."""
+        """Stop answering calls; the jobs stay for the next connection. Idempotent."""
         await trio.lowlevel.checkpoint()
+        self._connected = False
+
+    async def _ready(self) -> None:
+        """Checkpoint, then refuse the call if the store is not connected.
+
+        As every store does: a call after its manager closed fails the same
+        way whatever the store.
+        """
+        await trio.lowlevel.checkpoint()
+        if not self._connected:
+            raise StoreError(
+                f"{self!r} is not connected: connect it first with 'await "
+                "store.connect()' (a JobManager connects its store on entry)"
+            )
 
     # ------------------------------------------------------------ jobs
 
@@ -184,7 +202,7 @@ class MemoryJobStore:
         self, jobs: Sequence[JobRecord]
     ) -> builtins.list[tuple[JobRecord, bool]]:
         """Insert ``jobs`` in order; see `JobStore.insert`."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         stored = self._jobs
         results: builtins.list[tuple[JobRecord, bool]] = []
         for job in jobs:
@@ -201,7 +219,7 @@ class MemoryJobStore:
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return the job with that id, or None."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         return self._jobs.get(job_id)
 
     async def list(
@@ -215,7 +233,7 @@ class MemoryJobStore:
         """Return jobs, newest (highest ``seq``) first, optionally filtered."""
         _check_bound("limit", limit)
         _check_bound("offset", offset)
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         found: builtins.list[JobRecord] = []
         skip = offset
         if limit == 0:
@@ -236,7 +254,7 @@ class MemoryJobStore:
 
     async def counts(self) -> dict[JobState, int]:
         """Return how many jobs there are in each state (every state present)."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         return dict(self._counts)
 
     async def claim(
@@ -249,7 +267,7 @@ class MemoryJobStore:
         limit: int,
     ) -> builtins.list[JobRecord]:
         """Take up to ``limit`` due jobs for ``worker``; see `JobStore.claim`."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         return self._claim(worker, handlers, now, lease_until, limit)
 
     async def complete_and_claim(
@@ -263,7 +281,7 @@ class MemoryJobStore:
         limit: int,
     ) -> CompleteResult:
         """End ``ends``, then claim; see `JobStore.complete_and_claim`."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         ended = tuple([self._end(end, worker) for end in ends])
         claimed = self._claim(worker, handlers, now, lease_until, limit)
         self._wake()
@@ -333,7 +351,7 @@ class MemoryJobStore:
 
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         """Return the earliest ``run_at`` among PENDING jobs of ``handlers``."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         earliest: dt.datetime | None = None
         for _, heap in self._heaps(handlers):
             head = self._head(heap)
@@ -351,7 +369,7 @@ class MemoryJobStore:
         self, *, worker: str, job_ids: Collection[str], lease_until: dt.datetime
     ) -> RenewResult:
         """Extend the leases of ``job_ids`` that ``worker`` still holds."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         held: set[str] = set()
         cancel: set[str] = set()
         for job_id in job_ids:
@@ -383,7 +401,7 @@ class MemoryJobStore:
             raise ValueError(
                 f"a job completes as succeeded, failed or cancelled, not {state}"
             )
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         return self._complete(job_id, worker, state, finished_at, result, error)
 
     def _complete(
@@ -419,7 +437,7 @@ class MemoryJobStore:
         now: dt.datetime,
     ) -> bool:
         """Make a held job PENDING again, due at ``run_at``; the attempt counts."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         held = self._requeue(job_id, worker, run_at, error, now)
         self._wake()
         return held
@@ -452,7 +470,7 @@ class MemoryJobStore:
 
     async def release(self, job_id: str, *, worker: str, now: dt.datetime) -> bool:
         """Hand a held job back, PENDING; the attempt does not count."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         held = self._release(job_id, worker, now)
         self._wake()
         return held
@@ -474,7 +492,7 @@ class MemoryJobStore:
 
     async def expire_leases(self, *, now: dt.datetime) -> builtins.list[JobRecord]:
         """Take back RUNNING jobs whose lease ended before ``now``, by ``seq``."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         expired = [
             job
             for job in map(self._jobs.__getitem__, self._running)
@@ -506,7 +524,7 @@ class MemoryJobStore:
         self, job_id: str, *, now: dt.datetime
     ) -> JobRecord | None:
         """Ask for a job to be cancelled; see `JobStore.request_cancel`."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         job = self._jobs.get(job_id)
         if job is None:
             return None
@@ -522,7 +540,7 @@ class MemoryJobStore:
 
     async def reset(self, job_id: str, *, now: dt.datetime) -> JobRecord | None:
         """Put a FAILED or CANCELLED job back to PENDING with fresh attempts."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         job = self._jobs.get(job_id)
         if job is None or job.state not in (JobState.FAILED, JobState.CANCELLED):
             return job
@@ -557,7 +575,7 @@ class MemoryJobStore:
         """
         if keep_latest is not None:
             _check_bound("keep_latest", keep_latest)
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         wanted = FINISHED_STATES if states is None else FINISHED_STATES & set(states)
         jobs = self._jobs
         candidates = [
@@ -583,28 +601,38 @@ class MemoryJobStore:
             self._leave(job)
         return len(doomed)
 
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job if it is finished; see `JobStore.delete`."""
+        await self._ready()
+        job = self._jobs.get(job_id)
+        if job is None or job.state not in FINISHED_STATES:
+            return False
+        del self._jobs[job_id]
+        self._leave(job)
+        return True
+
     # ------------------------------------------------------------ schedules
 
     async def put_schedule(self, schedule: ScheduleRecord) -> None:
         """Store ``schedule``, replacing one of the same name."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         self._schedules[schedule.name] = schedule
 
     async def delete_schedule(self, name: str) -> bool:
         """Delete the schedule ``name``; return whether it existed."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         return self._schedules.pop(name, None) is not None
 
     async def list_schedules(self) -> builtins.list[ScheduleRecord]:
         """Return every schedule, by name."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         return [self._schedules[name] for name in sorted(self._schedules)]
 
     async def advance_schedule(
         self, name: str, *, expected: dt.datetime, next_run_at: dt.datetime
     ) -> bool:
         """Move a schedule's ``next_run_at`` from ``expected`` (compare-and-set)."""
-        await trio.lowlevel.checkpoint()
+        await self._ready()
         schedule = self._schedules.get(name)
         if schedule is None or schedule.next_run_at != expected:
             return False

@@ -901,6 +901,21 @@ class _Database:
                 f"DELETE FROM trunner_jobs WHERE {where}", params
             ).rowcount
 
+    def delete(self, job_id: str) -> bool:
+        with self._write() as conn:
+            row = conn.execute(_GET, (job_id,)).fetchone()
+            if row is None:
+                return False
+            try:
+                state = _decode(row).state
+            except SerializationError:
+                state = None  # unreadable: deleted whatever it holds
+            if state is JobState.PENDING or state is JobState.RUNNING:
+                return False
+            conn.execute("DELETE FROM trunner_jobs WHERE seq = ?", (row[_SEQ],))
+        self._reported.discard(row[_SEQ])
+        return True
+
     # ------------------------------------------------------------- schedules
 
     def put_schedule(self, schedule: ScheduleRecord) -> None:
@@ -1340,6 +1355,13 @@ class SQLiteJobStore:
         return await self._run(_Database.purge, finished_before, keep_latest, wanted)
 
     # ------------------------------------------------------------ schedules
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job if it is finished or its row is corrupted.
+
+        See `JobStore.delete`.
+        """
+        return await self._run(_Database.delete, job_id)
 
     async def put_schedule(self, schedule: ScheduleRecord) -> None:
         """Store ``schedule``, replacing one of the same name."""

@@ -195,7 +195,8 @@ class JobStore(Protocol):
     `trunner.testing.check_job_store` checks them. A store object is made
     unconnected (by `open_store` or its constructor); a `JobManager` connects
     it on entry and disconnects it on exit, so one store object may serve
-    several managers in turn.
+    several managers in turn (never two at once). Every other method of an
+    unconnected (or disconnected) store raises `StoreError`.
     """
 
     async def connect(self) -> None:
@@ -435,6 +436,19 @@ class JobStore(Protocol):
 
         Returns:
             How many jobs were deleted.
+        """
+        ...
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job ``job_id`` if it is finished or cannot be read.
+
+        A finished job (SUCCEEDED, FAILED, CANCELLED) is deleted, and so is one
+        whose stored form the store cannot decode (a corrupted record), whatever
+        its state; a PENDING or RUNNING job is left as it is. One atomic step.
+
+        Returns:
+            Whether a job was deleted (False: no such job, or one that is
+            pending or running).
         """
         ...
 

@@ -10,6 +10,7 @@ import attrs
 import trio
 import trio.testing
 
+from ..jobs._errors import StoreError
 from ..jobs._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
 from ..jobs._store import JobEnd, JobStore, WorkWatcher
 
@@ -76,9 +77,10 @@ async def check_job_store(
     offset) and `~JobStore.counts`; claims (order, due-ness, handlers, limit,
     the fields set, concurrent claims that never overlap); `~JobStore.next_due`;
     leases (renew, complete, requeue, release, expiry); cancellation and
-    reset; purging; schedules (with a compare-and-set advance that exactly one
-    of several concurrent callers wins); reconnection keeping the data; and
-    that every method is a checkpoint.
+    reset; purging and deleting; a disconnected store refusing calls;
+    schedules (with a compare-and-set advance that exactly one of several
+    concurrent callers wins); reconnection keeping the data; and that every
+    method is a checkpoint.
 
     A plain async function, usable from any test framework, and a
     checkpoint; cancelling it disconnects the store of the check under way.
@@ -1337,6 +1339,66 @@ async def _check_purge_both_bounds(store: JobStore) -> None:
 
 
 @_check
+async def _check_delete(store: JobStore) -> None:
+    """Delete removes a finished job, never a pending or running one."""
+    await _purge_setup(store)
+    for job_id in ("f1", "f2", "f3"):
+        _expect(await store.delete(job_id), f"delete of finished job {job_id!r}")
+        _equal(await store.get(job_id), None, f"get of deleted job {job_id!r}")
+    _equal(await store.delete("f1"), False, "delete of a job deleted already")
+    _equal(await store.delete("nope"), False, "delete of a missing id")
+    _equal(await store.delete("pending"), False, "delete of a pending job")
+    _equal(await store.delete("running"), False, "delete of a running job")
+    _equal(await _left(store), ["f4", "pending", "running"], "jobs left")
+    counts = await store.counts()
+    _equal(
+        (
+            counts[JobState.PENDING],
+            counts[JobState.RUNNING],
+            counts[JobState.SUCCEEDED],
+        ),
+        (1, 1, 1),
+        "counts (pending, running, succeeded) after deletes",
+    )
+    _equal(
+        counts[JobState.FAILED] + counts[JobState.CANCELLED], 0, "failed or cancelled"
+    )
+    _equal(
+        _ids(await _claim(store, handlers=["h"], now=100)),
+        ["pending"],
+        "claim after deletes",
+    )
+
+
+@_check
+async def _check_disconnected_refuses(store: JobStore) -> None:
+    """A disconnected store raises StoreError, and answers again once connected."""
+    await _insert(store, _job("a"))
+    await store.disconnect()
+    calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("insert", lambda: store.insert([_job("b")])),
+        ("get", lambda: store.get("a")),
+        ("list", store.list),
+        ("counts", store.counts),
+        ("claim", lambda: _claim(store)),
+        ("next_due", lambda: store.next_due(handlers=None)),
+        ("request_cancel", lambda: store.request_cancel("a", now=_at(1))),
+        ("delete", lambda: store.delete("a")),
+        ("purge", store.purge),
+        ("list_schedules", store.list_schedules),
+        ("put_schedule", lambda: store.put_schedule(_schedule("s"))),
+    ]
+    for name, call in calls:
+        try:
+            await call()
+        except StoreError:
+            continue
+        raise AssertionError(f"{name} of a disconnected store did not raise StoreError")
+    await store.connect()
+    _equal(_ids(await store.list()), ["a"], "jobs after connecting again")
+
+
+@_check
 async def _check_schedules(store: JobStore) -> None:
     """Schedules are stored whole, listed by name, replaced by name and deleted."""
     every = _schedule("b-every")
@@ -1514,6 +1576,8 @@ async def _check_checkpoints(store: JobStore) -> None:
         ("request_cancel", lambda: store.request_cancel("b", now=_at(2))),
         ("reset", lambda: store.reset("b", now=_at(3))),
         ("purge", store.purge),
+        ("delete", lambda: store.delete("b")),
+        ("delete (missing)", lambda: store.delete("nope")),
         ("put_schedule", lambda: store.put_schedule(_schedule("s"))),
         ("list_schedules", store.list_schedules),
         (
