@@ -109,6 +109,7 @@ _EXTERNAL = [
     "sqlite3",
     "threading.Thread",
     # trio
+    "trio.BusyResourceError",
     "trio.Cancelled",
     "trio.CapacityLimiter",
     "trio.ClosedResourceError",

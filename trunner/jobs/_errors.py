@@ -66,4 +66,6 @@ class Retry(Exception):  # a control-flow signal, named as in STYLE.md
         self, reason: str = "retry requested", *, delay: float | None = None
     ) -> None:
         super().__init__(reason)
-        self.delay = None if delay is None else check_duration("delay", delay)
+        self.delay: float | None = (
+            None if delay is None else check_duration("delay", delay)
+        )

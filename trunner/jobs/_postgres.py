@@ -531,6 +531,16 @@ class PostgresJobStore:
         )
         return await self._run(self._db.purge, finished_before, keep_latest, wanted)
 
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job if it is finished (or its state unreadable).
+
+        See `JobStore.delete`.
+        """
+        if "\x00" in job_id:
+            await self._nothing()
+            return False
+        return await self._run(self._db.delete, job_id)
+
     # ------------------------------------------------------------ wake-ups
 
     @asynccontextmanager

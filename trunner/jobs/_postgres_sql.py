@@ -393,6 +393,21 @@ class Database:
             {"now": check_time(now)},
         )
 
+    def delete(self, conn: Connection, job_id: str) -> bool:
+        # Finished, or a state no one can read: never pending nor running.
+        return (
+            _exec(
+                conn,
+                self._statement(
+                    "delete",
+                    "DELETE FROM {s}.jobs WHERE id = %s "
+                    "AND state NOT IN ('pending', 'running')",
+                ),
+                (job_id,),
+            ).rowcount
+            == 1
+        )
+
     def purge(
         self,
         conn: Connection,
