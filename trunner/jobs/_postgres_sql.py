@@ -396,7 +396,7 @@ class Database:
     def delete(self, conn: Connection, job_id: str) -> bool:
         # Finished, or a state no one can read: never pending nor running.
         return (
-            _exec(
+            execute(
                 conn,
                 self._statement(
                     "delete",
