@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypedDict, TypeVar, final
 
 import attrs
 import trio
-import trio.testing
 
 from ._context import scheduler_var
 from ._errors import RunnerClosedError
@@ -20,7 +18,7 @@ from ._parallel import ParallelTaskRunner
 from ._process import ProcessTaskRunner
 from ._sequenced import SequencedTaskRunner
 from ._thread import SingleThreadTaskRunner
-from ._util import check_optional_count
+from ._util import check_optional_count, clock_autojumps, wait_all_tasks_blocked
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
@@ -37,13 +35,6 @@ RunnerT = TypeVar("RunnerT", bound="TaskRunner")
 
 #: Real seconds of quiet between two looks at the threads while holding the clock.
 _HOLD_CUSHION: Final = 0.0005
-
-
-def _autojumps(clock: trio.abc.Clock) -> bool:
-    return (
-        isinstance(clock, trio.testing.MockClock)
-        and clock.autojump_threshold != math.inf
-    )
 
 
 class RunnerOptions(TypedDict, total=False):
@@ -144,7 +135,7 @@ class Scheduler:
     def _thread_call_started(self) -> None:
         """Count a call handed to a thread (for `trunner.testing.run_until_idle`)."""
         self._thread_calls += 1
-        if not self._holding_clock and _autojumps(trio.lowlevel.current_clock()):
+        if not self._holding_clock and clock_autojumps(trio.lowlevel.current_clock()):
             self._holding_clock = True
             self._nursery.start_soon(self._hold_clock, name="trunner-hold-clock")
 
@@ -156,7 +147,7 @@ class Scheduler:
         # waiting there keeps the clock still until the threads are done.
         try:
             while self._thread_calls:
-                await trio.testing.wait_all_tasks_blocked(_HOLD_CUSHION)
+                await wait_all_tasks_blocked(_HOLD_CUSHION)
         finally:
             self._holding_clock = False
 

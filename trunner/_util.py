@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import trio
     from attrs import Attribute
 
 #: The function of a task once it is stored: its signature was checked at the
@@ -19,6 +21,31 @@ AnyCallable: TypeAlias = Callable[..., object]  # type: ignore[explicit-any]  # 
 _REAL: Final = (int, float)
 
 T = TypeVar("T")
+
+
+def clock_autojumps(clock: trio.abc.Clock) -> bool:
+    """Return whether ``clock`` is a `trio.testing.MockClock` that autojumps.
+
+    ``trio.testing`` is looked up, never imported: importing it imports pytest
+    (when installed), which ``import trunner`` must not do. A MockClock can
+    only exist once ``trio.testing`` has been imported by its user.
+    """
+    testing = sys.modules.get("trio.testing")
+    if testing is None:
+        return False
+    mock_clock: type[trio.testing.MockClock] = testing.MockClock
+    return isinstance(clock, mock_clock) and clock.autojump_threshold != math.inf
+
+
+async def wait_all_tasks_blocked(cushion: float) -> None:
+    """`trio.testing.wait_all_tasks_blocked`, imported only when first used.
+
+    Only for code that found an autojumping clock (`clock_autojumps`), so
+    ``trio.testing`` is already imported then.
+    """
+    from trio.testing import wait_all_tasks_blocked as wait
+
+    await wait(cushion)
 
 
 def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> None:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import select
 import socket
 from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, final
 
 import psycopg
 import trio
-import trio.testing
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from .._util import clock_autojumps, wait_all_tasks_blocked
 from ._errors import StoreError
 
 if TYPE_CHECKING:
@@ -55,14 +54,6 @@ def is_connection_error(error: BaseException) -> bool:
     return isinstance(error, psycopg.InterfaceError)
 
 
-def _autojumps() -> bool:
-    clock = trio.lowlevel.current_clock()
-    return (
-        isinstance(clock, trio.testing.MockClock)
-        and clock.autojump_threshold != math.inf
-    )
-
-
 async def call_in_thread(
     fn: Callable[[*ArgsT], T],
     *args: *ArgsT,
@@ -92,12 +83,12 @@ async def call_in_thread(
 
     trio.lowlevel.start_thread_soon(lambda: fn(*args), deliver)
     try:
-        if _autojumps():
+        if clock_autojumps(trio.lowlevel.current_clock()):
             # An autojumping MockClock jumps as soon as every task is blocked,
             # a thread's work notwithstanding: a task waiting for all to be
             # blocked is served first, so waiting there keeps the clock still.
             while not done.is_set():
-                await trio.testing.wait_all_tasks_blocked(_HOLD_CUSHION)
+                await wait_all_tasks_blocked(_HOLD_CUSHION)
         else:
             await done.wait()
     except BaseException:
