@@ -43,8 +43,8 @@ def tests_all(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo program: every kind of runner at work, narrated."""
-    session.install(".")
+    """Run the demo program: every kind of runner, then durable jobs, narrated."""
+    session.install(".[jobs]")
     session.run("python", "examples/demo.py")
 
 
