@@ -6,12 +6,15 @@ import datetime as dt
 import logging
 import math
 import sqlite3
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
 
 import trunner
+from trunner import RetryPolicy
 from trunner.jobs import (
     JobNotFoundError,
     JobRecord,
@@ -19,12 +22,14 @@ from trunner.jobs import (
     JobStateError,
     JobStore,
     MemoryJobStore,
+    Registry,
     SerializationError,
     SQLiteJobStore,
     StoreError,
     StoreInUseError,
     open_job_manager,
 )
+from trunner.jobs._job import FINISHED_STATES
 from trunner.jobs._manager import STORE_RETRY_MAX
 
 from .test_manager import WALL0, Handlers, manager
@@ -434,3 +439,67 @@ async def test_a_store_refuses_calls_once_its_manager_closed(store: JobStore) ->
         await store.get("a")
     with pytest.raises(StoreError, match="not connected"):
         await store.insert([])
+
+
+# ---------------------------------------------------------------- item 13
+
+
+async def test_durable_retries_past_attempt_1024_keep_their_capped_backoff(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    attempts = 1100
+    policy = RetryPolicy(
+        max_attempts=attempts, initial_delay=0.01, max_delay=0.01, jitter=0
+    )
+    handlers = Handlers()
+    async with manager(MemoryJobStore(), handlers, retry=policy, lease=30) as jm:
+        await jm.submit_job("stubborn", "fail", "again")
+        t0 = trio.current_time()
+        while (await jm.get_job("stubborn")).state is not JobState.FAILED:
+            await trio.sleep(1)
+        elapsed = trio.current_time() - t0
+        info = await jm.get_job("stubborn")
+    assert info.attempts == attempts
+    assert "ValueError: again" in (info.error or "")
+    assert elapsed < 30  # never waited for a lease to expire
+    assert dt.timedelta(0) <= info.finished_at - info.created_at  # type: ignore[operator]  # finished
+
+
+# ---------------------------------------------------------------- thread handlers
+
+
+async def test_a_timed_out_sync_handler_is_not_run_again_while_its_thread_runs(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    registry = Registry()
+    lock = threading.Lock()
+    running = 0
+    most = 0
+    runs = 0
+
+    @registry.handler("slow")
+    def slow(seconds: float) -> None:  # runs on a thread; it cannot be interrupted
+        nonlocal running, most, runs
+        with lock:
+            running += 1
+            runs += 1
+            most = max(most, running)
+        try:
+            time.sleep(seconds)
+        finally:
+            with lock:
+                running -= 1
+
+    policy = RetryPolicy(max_attempts=3, initial_delay=0, jitter=0)
+    async with open_job_manager(
+        MemoryJobStore(), registry, retry=policy, timeout=0.01, wall_clock=_wall
+    ) as jm:
+        await jm.submit_job("slow", "slow", 0.2)
+        for _ in range(60):
+            info = await jm.get_job("slow")
+            if info.state in FINISHED_STATES:
+                break
+            await trio.sleep(1)
+    assert info.state in FINISHED_STATES
+    assert runs == info.attempts <= 3
+    assert most == 1  # an attempt never starts while the thread of another runs
