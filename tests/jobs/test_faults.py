@@ -455,7 +455,7 @@ async def test_durable_retries_past_attempt_1024_keep_their_capped_backoff(
     async with manager(MemoryJobStore(), handlers, retry=policy, lease=30) as jm:
         await jm.submit_job("stubborn", "fail", "again")
         t0 = trio.current_time()
-        while (await jm.get_job("stubborn")).state is not JobState.FAILED:
+        while (await jm.get_job("stubborn")).state is not JobState.FAILED:  # noqa: ASYNC110  # polls the store
             await trio.sleep(1)
         elapsed = trio.current_time() - t0
         info = await jm.get_job("stubborn")
