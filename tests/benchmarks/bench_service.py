@@ -76,7 +76,7 @@ async def _serve(mode: str, database: str) -> None:
             return Response(body, status_code=201, media_type="application/json")
 
         app = Starlette(routes=[Route("/jobs", submit, methods=["POST"])])
-        async with serve(app, port=0) as server:
+        async with serve(app, port=0, keep_alive_timeout=300) as server:
             print(server.url, flush=True)
             await trio.sleep_forever()
     registry = Registry()
@@ -89,7 +89,7 @@ async def _serve(mode: str, database: str) -> None:
         SQLiteJobStore(database), registry, worker=False
     ) as manager:
         app = create_app(manager, auth=BearerTokens({TOKEN: "bench"}))
-        async with serve(app, port=0) as server:
+        async with serve(app, port=0, keep_alive_timeout=300) as server:
             print(server.url, flush=True)
             await trio.sleep_forever()
 

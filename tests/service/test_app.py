@@ -588,3 +588,16 @@ def test_bearer_tokens_hide_their_secrets() -> None:
         BearerTokens({"t": ""})
     with pytest.raises(TypeError, match="must be strings"):
         BearerTokens({"t": 1})  # type: ignore[dict-item]  # the point
+
+
+async def test_serve_checks_its_timeouts() -> None:
+    async with open_job_manager(MemoryJobStore(), worker=False) as manager:
+        app = create_app(manager, auth=BearerTokens({}))
+        with pytest.raises(ValueError, match="keep_alive_timeout"):
+            async with serve(app, port=0, keep_alive_timeout=0):
+                pass  # pragma: no cover  # refused before serving
+        async with (
+            serve(app, port=0, keep_alive_timeout=60) as server,
+            httpx.AsyncClient() as http,
+        ):
+            assert (await http.get(server.url + "/healthz")).status_code == 200

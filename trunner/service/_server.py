@@ -72,6 +72,7 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     graceful_timeout: float = 5.0,
+    keep_alive_timeout: float = 5.0,
 ) -> AsyncGenerator[Server, None]:
     """Serve ``app`` over HTTP with hypercorn's trio worker, for the block.
 
@@ -89,6 +90,9 @@ async def serve(
             address only behind a TLS-terminating proxy (see the docs).
         port: the port; 0 lets the system pick a free one.
         graceful_timeout: seconds requests under way get at shutdown.
+        keep_alive_timeout: seconds an idle keep-alive connection stays open
+            (behind a proxy that keeps connections longer, raise it above the
+            proxy's own timeout).
 
     Raises:
         OSError: if the address cannot be bound.
@@ -99,6 +103,9 @@ async def serve(
     config.accesslog = None
     config.errorlog = logger  # through logging, never straight to stderr
     config.graceful_timeout = check_duration("graceful_timeout", graceful_timeout)
+    config.keep_alive_timeout = check_duration(
+        "keep_alive_timeout", keep_alive_timeout, allow_zero=False
+    )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
