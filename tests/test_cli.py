@@ -7,6 +7,9 @@ they run on real time, which the other process forces on them, and poll the
 store with a timeout.
 """
 
+# pyright: reportPrivateUsage=false
+# White-box tests of the CLI's rendering helpers.
+
 from __future__ import annotations
 
 import datetime as dt

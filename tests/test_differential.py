@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: Fields of a handle that name objects which differ between two runs (the
 #: runner, the function, a cancel scope, callbacks) or are ids of the run.
 _OPAQUE: Final = frozenset(
-    {"_runner", "_fn", "_opts", "_scope", "_waiters", "_traceback", "_id"}
+    {"_ledger", "_fn", "_opts", "_scope", "_waiters", "_traceback", "_id"}
 )
 _MISSING: Final = "<unset>"
 

@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# White-box tests: they read the workers and the metrics' samples.
 from __future__ import annotations
 
 import pytest
@@ -158,7 +160,8 @@ async def test_metrics_memory_stays_bounded_while_never_idle() -> None:
 
         def record() -> None:
             held.append(
-                len(runner._wait_times.samples) + len(runner._run_times.samples)
+                len(runner._ledger.wait_times.samples)
+                + len(runner._ledger.run_times.samples)
             )
 
         for i in range(20_000):

@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# A white-box test: it reads the rate limiter's buckets.
 from __future__ import annotations
 
 import functools

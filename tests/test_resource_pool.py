@@ -1,5 +1,8 @@
 """Tests of ResourcePool (DESIGN.md section 8)."""
 
+# pyright: reportPrivateUsage=false
+# White-box tests: they count the resources a pool made.
+
 from __future__ import annotations
 
 import functools

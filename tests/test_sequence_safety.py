@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# A white-box test: it reads a SequenceLocal's values.
 from __future__ import annotations
 
 import gc

@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# A white-box test: it reads the runner's channel.
 from __future__ import annotations
 
 import math

@@ -1,7 +1,10 @@
-"""TaskRunner: the protocol every runner implements, and the machinery they share.
+"""TaskRunner: the protocol every runner implements, as a facade over its parts.
 
-A runner owns a state machine per task (``TaskHandle``), a heap of timers served
-by one timer task, and the close protocol. Subclasses bring the queue and the
+A runner is made of the parts in ``trunner/_runner/``: a `Ledger` (counts, live
+tasks, the start and end of tasks), a `TimerHeap` (delayed and repeating
+tasks), `Barriers` (flushes, idle waits) and a `ResultFanout` (subscriptions),
+with the `RunnerEnvironment` its scheduler hands it. This class holds the
+public API: posting, cancelling, closing. Subclasses bring the queue and the
 task(s) that consume it: one consumer for a sequence, a pool of workers for a
 parallel runner, one OS thread for a thread runner.
 
@@ -9,38 +12,49 @@ Everything here runs on the Trio thread, so no lock is needed; posts from other
 threads are shipped to the Trio thread through the run's `trio.lowlevel.TrioToken`.
 """
 
+# pyright: reportPrivateUsage=false
+# The facade creates, admits and cancels TaskHandle records, whose fields the
+# parts of a runner share; posting is the hottest path after the consumers'.
+
 from __future__ import annotations
 
 import abc
-import functools
-import heapq
 import math
 import threading
-from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, overload
 
 import attrs
 import trio
 
 from ._context import runner_var
-from ._errors import QueueFullError, RunnerClosedError, TaskCancelledError
-from ._execute import offload_call
+from ._errors import QueueFullError, RunnerClosedError
+from ._execute import Execution, offload_call
 from ._handle import (
     CANCEL_REQUESTED,
     WAITS_ADMISSION,
     WAITS_BARRIER,
-    WAITS_SLOT,
-    WAITS_TIMER,
     RepeatingHandle,
     TaskHandle,
+    call_done_callback,
     next_id,
 )
 from ._hooks import logger as hook_logger
-from ._metrics import DurationRecorder, RateMeter, RunnerMetrics
+from ._metrics import RateMeter, RunnerMetrics
 from ._options import TaskOptions, check_timeout, is_async_callable, log_task_error
 from ._ratelimit import TokenBucket
-from ._results import DropPolicy, ResultSubscription, TaskResult
+from ._results import DropPolicy, ResultSubscription
 from ._retry import RetryPolicy
+from ._runner._barriers import Barriers
+from ._runner._fanout import ResultFanout, result_of
+from ._runner._ledger import (
+    CLOSED,
+    CLOSING,
+    OPEN,
+    Ledger,
+    RoomWaiter,
+    RunnerStatistics,
+)
+from ._runner._timers import TimerHeap
 from ._traits import (
     MissedTicks,
     RepeatMode,
@@ -57,15 +71,14 @@ if TYPE_CHECKING:
     import outcome
 
     from ._options import RunnerConfig
+    from ._runner._environment import RunnerEnvironment
     from ._scheduler import Scheduler
 
     ArgsT = TypeVarTuple("ArgsT")
 
-T = TypeVar("T")
+__all__ = ["RunnerStatistics", "TaskRunner"]
 
-_OPEN: Final = 0
-_CLOSING: Final = 1
-_CLOSED: Final = 2
+T = TypeVar("T")
 
 # What each barrier waits for, as named in the error from a task of the runner.
 _OWN_WAITS: Final = {
@@ -76,18 +89,10 @@ _OWN_WAITS: Final = {
 
 _PENDING: Final = TaskState.PENDING
 _RUNNING: Final = TaskState.RUNNING
-_SUCCEEDED: Final = TaskState.SUCCEEDED
-_FAILED: Final = TaskState.FAILED
 _CANCELLED: Final = TaskState.CANCELLED
 _SKIPPED: Final = TaskState.SKIPPED
 _BLOCK: Final = ShutdownBehavior.BLOCK_SHUTDOWN
 _CONTINUE: Final = ShutdownBehavior.CONTINUE_ON_SHUTDOWN
-
-# A timer: (deadline, sequence number, delayed task or repeating task).
-_Timer = tuple[float, int, "TaskHandle[object] | RepeatingHandle"]
-
-#: Dead heap entries tolerated before a compaction is considered.
-_COMPACT_AT: Final = 64
 
 
 async def _wait_ended(handle: TaskHandle[object]) -> None:
@@ -95,43 +100,6 @@ async def _wait_ended(handle: TaskHandle[object]) -> None:
     event = trio.Event()
     handle.add_done_callback(lambda _: event.set())
     await event.wait()
-
-
-def _is_armed(entry: TaskHandle[object] | RepeatingHandle) -> bool:
-    # Whether a heap entry will still fire.
-    if isinstance(entry, TaskHandle):
-        return entry._state is _PENDING
-    return not entry._stopped
-
-
-@attrs.frozen
-class RunnerStatistics:
-    """A cheap snapshot of a runner's task counts, from `TaskRunner.statistics`."""
-
-    #: Tasks queued, waiting to start.
-    pending: int
-    #: Tasks started and not yet ended.
-    running: int
-    #: Delayed tasks not yet due.
-    delayed: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    skipped: int
-
-
-@attrs.define(eq=False)
-class _Barrier:
-    # A flush: waits for the tasks that were unfinished when it was made.
-    members: set[int]
-    callback: TaskHandle[object] | None
-    event: trio.Event = attrs.field(factory=trio.Event)
-
-
-@attrs.define(eq=False)
-class _RoomWaiter:
-    # A send_task caller waiting for room; ``woken`` is replaced at each wait.
-    woken: trio.Event = attrs.field(factory=trio.Event)
 
 
 @attrs.define(eq=False, repr=False)
@@ -154,6 +122,8 @@ class TaskRunner(abc.ABC):
     _scheduler: Scheduler
     _nursery: trio.Nursery
     _config: RunnerConfig
+    # What the scheduler provides: slot limiter, hooks, thread calls, close.
+    _env: RunnerEnvironment
     _name: str = attrs.field(init=False)
     _traits: TaskTraits = attrs.field(init=False)
     _max_pending: int | None = attrs.field(init=False)
@@ -171,53 +141,18 @@ class TaskRunner(abc.ABC):
     _now: Callable[[], float] = attrs.field(init=False)
     _token: trio.lowlevel.TrioToken = attrs.field(init=False)
     _trio_thread: int = attrs.field(init=False)
-    # Tasks queued or running, by id. Delayed tasks live in _timers instead.
-    _live: dict[int, TaskHandle[object]] = attrs.field(
-        init=False, factory=dict[int, TaskHandle[object]]
-    )
-    _pending: int = attrs.field(init=False, default=0)
-    _running: int = attrs.field(init=False, default=0)
-    _delayed: int = attrs.field(init=False, default=0)
-    _succeeded: int = attrs.field(init=False, default=0)
-    _failed: int = attrs.field(init=False, default=0)
-    _cancelled: int = attrs.field(init=False, default=0)
-    _skipped: int = attrs.field(init=False, default=0)
-    _rejected: int = attrs.field(init=False, default=0)
-    _retries: int = attrs.field(init=False, default=0)
-    _timeouts: int = attrs.field(init=False, default=0)
-    _dropped: int = attrs.field(init=False, default=0)
-    _phase: int = attrs.field(init=False, default=_OPEN)
-    # True while someone must hear of every task's end (idle waiters, barriers,
-    # subscribers); the hot path tests this one flag.
-    _watching: bool = attrs.field(init=False, default=False)
     _finish_hooks: bool = attrs.field(init=False, default=False)
-    _idle_event: trio.Event | None = attrs.field(init=False, default=None)
-    _barriers: list[_Barrier] = attrs.field(init=False, factory=list[_Barrier])
-    _subscriptions: list[ResultSubscription] = attrs.field(
-        init=False, factory=list[ResultSubscription]
-    )
-    # Results a BLOCK subscriber had no room for, delivered by the consumers.
-    _blocked: deque[tuple[ResultSubscription, TaskResult]] = attrs.field(
-        init=False, factory=deque[tuple[ResultSubscription, TaskResult]]
-    )
-    # send_task callers waiting for room, in arrival order.
-    _room_waiters: deque[_RoomWaiter] = attrs.field(
-        init=False, factory=deque["_RoomWaiter"]
-    )
-    _timers: list[_Timer] = attrs.field(init=False, factory=list[_Timer])
-    # Repeating tasks that have not stopped.
-    _repeating: set[RepeatingHandle] = attrs.field(
-        init=False, factory=set[RepeatingHandle]
-    )
-    _timer_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
-    _timer_active: bool = attrs.field(init=False, default=False)
-    # Heap entries of cancelled delayed tasks and stopped repeating tasks, left
-    # in place (lazy deletion) until the heap is compacted or they come up.
-    _dead_timers: int = attrs.field(init=False, default=0)
+    # The last function whose name a TaskResult needed, and that name.
+    _named_fn: object = attrs.field(init=False, default=None)
+    _named: str = attrs.field(init=False, default="")
+    # The parts.
+    _ledger: Ledger = attrs.field(init=False)
+    _timers: TimerHeap = attrs.field(init=False)
+    _barriers: Barriers = attrs.field(init=False)
+    _fanout: ResultFanout = attrs.field(init=False)
+    # What the execution paths need: the ledger, the limiter, the offload.
+    _execution: Execution = attrs.field(init=False)
     _machinery_done: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _wait_times: DurationRecorder = attrs.field(init=False, factory=DurationRecorder)
-    _run_times: DurationRecorder = attrs.field(init=False, factory=DurationRecorder)
-    _rates: RateMeter = attrs.field(init=False)
 
     #: Whether the runner runs its tasks one at a time in posting order, so
     #: that a task's FIFO place is a barrier behind every earlier task.
@@ -232,7 +167,7 @@ class TaskRunner(abc.ABC):
         self._bucket = (
             None if config.rate_limit is None else TokenBucket(config.rate_limit)
         )
-        hooks = tuple(h for h in (self._scheduler.hooks, config.hooks) if h is not None)
+        hooks = tuple(h for h in (self._env.hooks, config.hooks) if h is not None)
         base = TaskOptions(
             traits=config.traits,
             name=None,
@@ -247,7 +182,6 @@ class TaskRunner(abc.ABC):
         self._default_opts = base if needs_opts else None
         # on_finish hooks hear of every task's end, like subscribers.
         self._finish_hooks = bool(base.on_finish)
-        self._watching = self._finish_hooks
         self._inspect_fn = config.traits.may_block
         self._offload_opts = base.evolve(
             traits=config.traits,
@@ -257,16 +191,34 @@ class TaskRunner(abc.ABC):
             offload=True,
         )
         clock = trio.lowlevel.current_clock()
-        self._now = clock.current_time
-        self._rates = RateMeter(self._now())
+        self._now = now = clock.current_time
+        self._ledger = ledger = Ledger(
+            self,
+            now,
+            self._max_pending,
+            self._report_error,
+            self._notify,
+            self._cancel_running,
+            RateMeter(now()),
+        )
+        ledger.watching = self._finish_hooks
+        self._timers = TimerHeap(
+            self._nursery, self._name, ledger, self._admit, self._post_internal
+        )
+        ledger.timer_dropped = self._timers.dropped
+        # A cleared flush_soon callback is queued as it is: already counted.
+        self._barriers = Barriers(
+            ledger, lambda handle: self._push(handle), self._update_watching
+        )
+        self._fanout = ResultFanout(self._is_fully_closed, self._update_watching)
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
+        self._execution = Execution(ledger, self._env.limiter, self._call)
         self._push = self._enqueue
         self._start_machinery()
-        self._scheduler._register(self)
 
     def __repr__(self) -> str:
-        state = ("open", "closing", "closed")[self._phase]
+        state = ("open", "closing", "closed")[self._ledger.phase]
         return f"<{type(self).__name__} {self._name!r} {state}>"
 
     # ------------------------------------------------------------ for subclasses
@@ -289,7 +241,7 @@ class TaskRunner(abc.ABC):
 
     async def _call(self, handle: TaskHandle[object]) -> object:
         """Make one attempt of an offloaded task (overridden by thread runners)."""
-        return await offload_call(self, handle)
+        return await offload_call(self._env, self._token, handle)
 
     def _cancel_running(self, handle: TaskHandle[object]) -> bool:
         """Cancel a RUNNING handle through its cancel scope."""
@@ -320,11 +272,7 @@ class TaskRunner(abc.ABC):
     @property
     def closed(self) -> bool:
         """Whether the runner has begun closing (it then refuses posts from outside)."""
-        return self._phase != _OPEN
-
-    @property
-    def _fully_closed(self) -> bool:
-        return self._phase == _CLOSED and self._machinery_done.is_set()
+        return self._ledger.phase != OPEN
 
     def runs_tasks_in_current_sequence(self) -> bool:
         """Whether the caller is a task of this runner.
@@ -388,7 +336,7 @@ class TaskRunner(abc.ABC):
         )
 
     def _full(self) -> QueueFullError:
-        self._rejected += 1
+        self._ledger.rejected += 1
         return QueueFullError(
             f"runner {self._name!r} already has max_pending={self._max_pending} tasks "
             "waiting; use 'await runner.send_task(...)' to wait for room"
@@ -460,18 +408,23 @@ class TaskRunner(abc.ABC):
             opts = self._options_for(fn, args, traits, name, retry, timeout)
         if threading.get_ident() != self._trio_thread:
             return self._post_from_thread(fn, args, opts, None)
-        if self._phase:
+        ledger = self._ledger
+        if ledger.phase:
             return self._post_while_closing(fn, args, opts)
-        if self._max_pending is not None and self._pending >= self._max_pending:
+        if self._max_pending is not None and ledger.pending >= self._max_pending:
             raise self._full()
         handle: TaskHandle[object] = TaskHandle(
-            self, fn, args, next_id(), opts, self._now()
+            ledger, fn, args, next_id(), opts, self._now()
         )
-        self._live[handle._id] = handle
-        self._pending += 1
+        ledger.live[handle._id] = handle
+        ledger.pending += 1
         self._push(handle)
         if opts is not None and opts.on_queued:
-            self._fire_on_queued(handle, opts)
+            for hook in opts.on_queued:
+                try:
+                    hook(handle)
+                except Exception:
+                    hook_logger.exception("hook %r raised; the task goes on", hook)
         return handle
 
     def _post_checked(
@@ -484,15 +437,15 @@ class TaskRunner(abc.ABC):
         """
         if threading.get_ident() != self._trio_thread:
             return self._post_from_thread(fn, args, opts, None)
-        if self._phase:
+        if self._ledger.phase:
             return self._post_while_closing(fn, args, opts)
-        if self._max_pending is not None and self._pending >= self._max_pending:
+        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
             raise self._full()
         handle: TaskHandle[object] = TaskHandle(
-            self, fn, args, next_id(), opts, self._now()
+            self._ledger, fn, args, next_id(), opts, self._now()
         )
-        self._live[handle._id] = handle
-        self._pending += 1
+        self._ledger.live[handle._id] = handle
+        self._ledger.pending += 1
         self._push(handle)
         if opts is not None and opts.on_queued:
             self._fire_on_queued(handle, opts)
@@ -528,11 +481,13 @@ class TaskRunner(abc.ABC):
             self._options_for(fn, (), traits, None, None, None, "every item of fns")
             for fn in batch
         ]
-        if self._phase == _CLOSED or (self._phase and runner_var.get(None) is not self):
+        if self._ledger.phase == CLOSED or (
+            self._ledger.phase and runner_var.get(None) is not self
+        ):
             raise self._refuse()
         if (
             self._max_pending is not None
-            and self._pending + len(batch) > self._max_pending
+            and self._ledger.pending + len(batch) > self._max_pending
         ):
             raise self._full()
         return [
@@ -548,12 +503,12 @@ class TaskRunner(abc.ABC):
     ) -> TaskHandle[object]:
         # During a graceful close only the runner's own tasks may post; what
         # they post follows its shutdown behaviour at once.
-        if self._phase == _CLOSED or runner_var.get(None) is not self:
+        if self._ledger.phase == CLOSED or runner_var.get(None) is not self:
             raise self._refuse()
-        if self._max_pending is not None and self._pending >= self._max_pending:
+        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
             raise self._full()
         handle: TaskHandle[object] = TaskHandle(
-            self, fn, args, next_id(), opts, self._now()
+            self._ledger, fn, args, next_id(), opts, self._now()
         )
         self._admit(handle)
         return handle
@@ -562,13 +517,13 @@ class TaskRunner(abc.ABC):
         """Queue a new handle, honouring a close under way; no max_pending check."""
         opts = handle._opts
         traits = self._traits if opts is None else opts.traits
-        if self._phase and (
-            self._phase == _CLOSED or traits.shutdown_behavior is not _BLOCK
+        if self._ledger.phase and (
+            self._ledger.phase == CLOSED or traits.shutdown_behavior is not _BLOCK
         ):
-            self._finish_unstarted(handle, _SKIPPED)
+            self._ledger.finish_unstarted(handle, _SKIPPED)
             return
-        self._live[handle._id] = handle
-        self._pending += 1
+        self._ledger.live[handle._id] = handle
+        self._ledger.pending += 1
         self._push(handle)
         if opts is not None and opts.on_queued:
             self._fire_on_queued(handle, opts)
@@ -584,11 +539,13 @@ class TaskRunner(abc.ABC):
         # make the handle here, and let the Trio thread admit it. ``delay`` is
         # None for a task that is not delayed.
         own = runner_var.get(None) is self
-        if self._phase == _CLOSED or (self._phase and not own):
+        if self._ledger.phase == CLOSED or (self._ledger.phase and not own):
             raise self._refuse()
-        if self._max_pending is not None and self._pending >= self._max_pending:
+        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
             raise self._full()
-        handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, 0.0)
+        handle: TaskHandle[object] = TaskHandle(
+            self._ledger, fn, args, next_id(), opts, 0.0
+        )
         handle._flags = WAITS_ADMISSION
         self._token.run_sync_soon(self._admit_from_thread, handle, delay, own)
         return handle
@@ -599,10 +556,10 @@ class TaskRunner(abc.ABC):
         if handle._state is not _PENDING:  # cancelled before it got here
             return
         handle._flags = 0
-        if self._phase and not own:
-            self._finish_unstarted(handle, _SKIPPED)
+        if self._ledger.phase and not own:
+            self._ledger.finish_unstarted(handle, _SKIPPED)
         elif delay is not None:
-            self._delay(handle, delay)
+            self._timers.delay(handle, delay)
         else:
             handle._queued_at = self._now()
             self._admit(handle)
@@ -625,10 +582,10 @@ class TaskRunner(abc.ABC):
         A closed runner drops it (returns None); a closing one applies the
         shutdown behaviour of its traits.
         """
-        if self._phase == _CLOSED:
+        if self._ledger.phase == CLOSED:
             return None
         handle: TaskHandle[object] = TaskHandle(
-            self, fn, args, next_id(), opts, self._now()
+            self._ledger, fn, args, next_id(), opts, self._now()
         )
         self._admit(handle)
         return handle
@@ -676,11 +633,11 @@ class TaskRunner(abc.ABC):
         opts = self._options_for(fn, args, traits, name, retry, timeout)
         await trio.lowlevel.checkpoint_if_cancelled()
         limit = self._max_pending
-        waiters = self._room_waiters
+        waiters = self._ledger.room_waiters
         if (
             limit is not None
-            and not self._phase
-            and (waiters or self._pending >= limit)
+            and not self._ledger.phase
+            and (waiters or self._ledger.pending >= limit)
         ):
             await self._wait_room(limit)
         handle = self._post_checked(fn, args, opts)
@@ -692,12 +649,12 @@ class TaskRunner(abc.ABC):
         # is woken but beaten to the room by a post keeps its place at the
         # head (a parking lot would requeue it at the back); a newcomer queues
         # behind the waiters even when there is room.
-        waiters = self._room_waiters
-        waiter = _RoomWaiter()
+        waiters = self._ledger.room_waiters
+        waiter = RoomWaiter()
         waiters.append(waiter)
         try:
-            while not self._phase and (
-                waiters[0] is not waiter or self._pending >= limit
+            while not self._ledger.phase and (
+                waiters[0] is not waiter or self._ledger.pending >= limit
             ):
                 await waiter.woken.wait()
                 waiter.woken = trio.Event()
@@ -706,15 +663,7 @@ class TaskRunner(abc.ABC):
             # The next waiter looks at what room is left once this one has
             # posted (no checkpoint comes between), or takes it if this one
             # was cancelled.
-            self._wake_room()
-
-    def _wake_room(self) -> None:
-        if self._room_waiters:
-            self._room_waiters[0].woken.set()
-
-    def _wake_all_room(self) -> None:
-        for waiter in self._room_waiters:
-            waiter.woken.set()
+            self._ledger.wake_room()
 
     @overload
     async def run(
@@ -818,25 +767,15 @@ class TaskRunner(abc.ABC):
         opts = self._options_for(fn, args, traits, name, retry, timeout)
         if threading.get_ident() != self._trio_thread:
             return self._post_from_thread(fn, args, opts, seconds)
-        if self._phase and (self._phase == _CLOSED or runner_var.get(None) is not self):
+        if self._ledger.phase and (
+            self._ledger.phase == CLOSED or runner_var.get(None) is not self
+        ):
             raise self._refuse()
-        handle: TaskHandle[object] = TaskHandle(self, fn, args, next_id(), opts, 0.0)
-        self._delay(handle, seconds)
+        handle: TaskHandle[object] = TaskHandle(
+            self._ledger, fn, args, next_id(), opts, 0.0
+        )
+        self._timers.delay(handle, seconds)
         return handle
-
-    def _delay(self, handle: TaskHandle[object], seconds: float) -> None:
-        """Arm the timer of a new delayed task, however and wherever it was posted.
-
-        The one place the rule is kept: a delayed task posted while the runner
-        closes (by one of its own tasks, from any thread) is skipped at once,
-        whatever its delay and traits, as those not yet due at the close were.
-        """
-        if self._phase:
-            self._finish_unstarted(handle, _SKIPPED)
-            return
-        handle._flags = WAITS_TIMER
-        self._delayed += 1
-        self._push_timer(trio.current_time() + seconds, handle._id, handle)
 
     def post_repeating_task(
         self,
@@ -899,20 +838,21 @@ class TaskRunner(abc.ABC):
                 "trio.from_thread.run_sync(runner.post_repeating_task, ...)"
             )
         own = runner_var.get(None) is self
-        if self._phase == _CLOSED or (self._phase and not own):
+        if self._ledger.phase == CLOSED or (self._ledger.phase and not own):
             raise self._refuse()
         anchor = trio.current_time() + first
-        repeating = RepeatingHandle(self, fn, args, opts, period, mode, missed, anchor)
+        repeating = RepeatingHandle(
+            self._timers, fn, args, opts, period, mode, missed, anchor
+        )
         # Its runs count themselves as they start (on the Trio thread, wherever
         # they run), and call the user's function itself: a process runner
         # must be able to pickle it.
         assert opts is not None
         repeating._opts = opts.with_start_hook(repeating._count_run)
-        if self._phase:
+        if self._ledger.phase:
             repeating._stopped = True
         else:
-            self._repeating.add(repeating)
-            self._push_timer(anchor, next_id(), repeating)
+            self._timers.add_repeating(repeating, anchor)
         return repeating
 
     def post_task_and_reply(
@@ -988,62 +928,6 @@ class TaskRunner(abc.ABC):
 
     # ------------------------------------------------------------ task ends
 
-    def _begin(
-        self, handle: TaskHandle[object], scope: trio.CancelScope, now: float
-    ) -> None:
-        """Mark a PENDING handle RUNNING, started at ``now`` (the trio clock)."""
-        self._pending -= 1
-        self._running += 1
-        handle._state = _RUNNING
-        handle._scope = scope
-        handle._attempts = 1
-        handle._started_at = now
-        self._wait_times.samples.append(now - handle._queued_at)
-        if self._max_pending is not None:
-            self._wake_room()
-
-    def _end(
-        self, handle: TaskHandle[object], state: TaskState, result: object
-    ) -> float:
-        """Record the end of a RUNNING handle; return the time it ended."""
-        handle._result = result
-        handle._state = state
-        if state is _SUCCEEDED:
-            self._succeeded += 1
-        elif state is _FAILED:
-            self._failed += 1
-            assert isinstance(result, BaseException)
-            handle._traceback = result.__traceback__
-            self._report_error(handle, result)
-        else:
-            self._cancelled += 1
-        self._running -= 1
-        del self._live[handle._id]
-        now = self._now()
-        handle._finished_at = now
-        self._run_times.samples.append(now - handle._started_at)
-        handle._args = ()
-        if handle._waiters is not None or self._watching:
-            self._notify(handle)
-        return now
-
-    def _finish_unstarted(self, handle: TaskHandle[object], state: TaskState) -> None:
-        """End a handle that never started (queued, delayed or new)."""
-        what = "cancelled" if state is _CANCELLED else "skipped"
-        handle._result = TaskCancelledError(
-            f"task {handle.name!r} was {what} before it started"
-        )
-        handle._state = state
-        if state is _CANCELLED:
-            self._cancelled += 1
-        else:
-            self._skipped += 1
-        handle._finished_at = self._now()
-        handle._args = ()
-        if handle._flags & WAITS_SLOT:
-            handle._scope.cancel()  # its consumer stops waiting for its slot
-        self._notify(handle)
-
     def _report_error(self, handle: TaskHandle[object], error: BaseException) -> None:
         try:
             self._on_error(handle, error)
@@ -1055,76 +939,46 @@ class TaskRunner(abc.ABC):
         if waiters is not None:
             handle._waiters = None
             for callback in waiters:
-                self._call_done_callback(callback, handle)
+                call_done_callback(callback, handle)
         opts = handle._opts
-        if self._subscriptions or (opts is not None and opts.on_finish):
-            result = self._result_of(handle)
+        subscriptions = self._fanout.subscriptions
+        if subscriptions or (opts is not None and opts.on_finish):
+            # The task's name (handle.name), with the last function's name
+            # cached: a runner mostly runs a few functions, and describing one
+            # costs a microsecond.
+            if opts is not None and opts.name is not None:
+                name = opts.name
+            elif handle._fn is self._named_fn:
+                name = self._named
+            else:
+                self._named_fn = handle._fn
+                self._named = name = describe(handle._fn)
+            result = result_of(handle, name)
             if opts is not None:
                 for hook in opts.on_finish:
                     try:
                         hook(handle, result)
                     except Exception:
                         hook_logger.exception("hook %r raised; the task goes on", hook)
-            self._publish(result)
-        if self._barriers:
-            self._advance_barriers(handle._id)
-        if self._idle_event is not None and not self._pending and not self._running:
-            self._idle_event.set()
-            self._idle_event = None
-            self._update_watching()
-
-    def _call_done_callback(
-        self, callback: Callable[[TaskHandle[T]], object], handle: TaskHandle[T]
-    ) -> None:
-        try:
-            callback(handle)
-        except Exception:
-            from ._hooks import logger
-
-            logger.exception("done callback %r of %r raised", callback, handle)
+            if subscriptions:
+                self._fanout.publish(result, in_consumer=self._in_consumer())
+        barriers = self._barriers
+        if barriers.barriers:
+            barriers.advance(handle._id)
+        if barriers.idle_event is not None:
+            ledger = self._ledger
+            if not ledger.pending and not ledger.running:
+                barriers.note_idle()
 
     def _update_watching(self) -> None:
-        self._watching = bool(
+        self._ledger.watching = bool(
             self._finish_hooks
-            or self._idle_event is not None
-            or self._barriers
-            or self._subscriptions
-        )
-
-    def _result_of(self, handle: TaskHandle[object]) -> TaskResult:
-        state = handle._state
-        started = getattr(handle, "_started_at", None)
-        return TaskResult(
-            task_id=handle._id,
-            name=handle.name,
-            state=state,
-            value=handle._result if state is _SUCCEEDED else None,
-            error=None if state is _SUCCEEDED else handle._exception(),
-            queued_at=handle._queued_at,
-            started_at=started,
-            finished_at=handle._finished_at,
-            attempts=handle.attempts,
+            or self._barriers.idle_event is not None
+            or self._barriers.barriers
+            or self._fanout.subscriptions
         )
 
     # ------------------------------------------------------------ cancellation
-
-    def _cancel_handle(self, handle: TaskHandle[object]) -> bool:
-        state = handle._state
-        if state is _PENDING:
-            flags = handle._flags
-            handle._flags = flags | CANCEL_REQUESTED
-            if flags & WAITS_TIMER:
-                self._delayed -= 1
-                self._timer_dropped()
-            elif not flags & WAITS_ADMISSION:  # queued, or behind a barrier
-                del self._live[handle._id]
-                self._pending -= 1
-                self._wake_room()
-            self._finish_unstarted(handle, _CANCELLED)
-            return True
-        if state is _RUNNING:
-            return self._cancel_running(handle)
-        return False
 
     def cancel(self, task_id: int) -> bool:
         """Cancel the task with id ``task_id`` (see `TaskHandle.cancel`).
@@ -1133,144 +987,24 @@ class TaskRunner(abc.ABC):
             False for an unknown or finished id, or a task in a thread that cannot
             be interrupted; True otherwise.
         """
-        handle = self._live.get(task_id)
+        handle = self._ledger.live.get(task_id)
         if handle is None:
-            for _, _, entry in self._timers:
-                if isinstance(entry, TaskHandle) and entry._id == task_id:
-                    handle = entry
-                    break
-            else:
+            handle = self._timers.find(task_id)
+            if handle is None:
                 return False
-        return self._cancel_handle(handle)
+        return self._ledger.cancel(handle)
 
     def cancel_all(self) -> None:
         """Cancel every pending, running and not-yet-due task; stop repeating ones.
 
         The runner stays open: tasks posted afterwards run as usual.
         """
-        self._clear_timers(_CANCELLED)
-        for handle in [h for h in self._live.values() if h._state is _PENDING]:
-            self._cancel_handle(handle)
+        self._timers.clear(_CANCELLED)
+        ledger = self._ledger
+        for handle in [h for h in ledger.live.values() if h._state is _PENDING]:
+            ledger.cancel(handle)
         for handle in list(self._running_handles()):
             self._cancel_running(handle)
-
-    # ------------------------------------------------------------ timers
-
-    def _push_timer(
-        self, deadline: float, seq: int, entry: TaskHandle[object] | RepeatingHandle
-    ) -> None:
-        heapq.heappush(self._timers, (deadline, seq, entry))
-        if not self._timer_active:
-            self._timer_active = True
-            self._nursery.start_soon(self._timer_loop, name=f"{self._name}-timers")
-        elif self._timer_scope is not None and deadline < self._timer_scope.deadline:
-            self._timer_scope.deadline = deadline
-
-    def _timer_dropped(self) -> None:
-        """Count a heap entry that will never fire; compact when they abound.
-
-        Cancelled timers are left in the heap (removing one is O(n)) and
-        skipped when they come up; but 200k hour-long timers cancelled at once
-        would hold their memory for an hour. Once dead entries are more than
-        half the heap, it is rebuilt without them: O(n), amortised O(1) per
-        cancel.
-        """
-        self._dead_timers += 1
-        timers = self._timers
-        if self._dead_timers > _COMPACT_AT and 2 * self._dead_timers > len(timers):
-            # In place: the timer loop holds the same list.
-            timers[:] = [entry for entry in timers if _is_armed(entry[2])]
-            heapq.heapify(timers)
-            self._dead_timers = 0
-
-    async def _timer_loop(self) -> None:
-        # One task serves every timer of the runner, from its first timer until
-        # the runner closes: it sleeps in a cancel scope whose deadline tracks
-        # the earliest entry of the heap (infinity when the heap is empty).
-        timers = self._timers
-        try:
-            while self._phase != _CLOSED:
-                deadline = timers[0][0] if timers else math.inf
-                with trio.CancelScope(deadline=deadline) as scope:
-                    self._timer_scope = scope
-                    await trio.sleep_forever()
-                self._timer_scope = None
-                now = trio.current_time()
-                while timers and timers[0][0] <= now:
-                    _, _, entry = heapq.heappop(timers)
-                    if isinstance(entry, TaskHandle):
-                        self._fire_delayed(entry)
-                    else:
-                        self._fire_repeating(entry, now)
-        finally:
-            self._timer_scope = None
-            self._timer_active = False
-
-    def _fire_delayed(self, handle: TaskHandle[object]) -> None:
-        if handle._state is not _PENDING:  # cancelled while it waited
-            self._dead_timers = max(0, self._dead_timers - 1)
-            return
-        handle._flags = 0
-        self._delayed -= 1
-        handle._queued_at = self._now()
-        self._admit(handle)
-
-    def _fire_repeating(self, repeating: RepeatingHandle, now: float) -> None:
-        if repeating._stopped:
-            self._dead_timers = max(0, self._dead_timers - 1)
-            return
-        run = self._post_internal(repeating._fn, repeating._args, repeating._opts)
-        if run is None:
-            repeating.stop()
-            return
-        repeating._current = run
-        run.add_done_callback(functools.partial(self._rearm, repeating))
-
-    def _rearm(self, repeating: RepeatingHandle, run: TaskHandle[object]) -> None:
-        if repeating._stopped or self._phase:
-            repeating.stop()  # while _current is set: it is not in the heap
-            repeating._current = None
-            return
-        repeating._current = None
-        end = trio.current_time()
-        interval = repeating._interval
-        if repeating._mode is RepeatMode.FIXED_DELAY:
-            repeating._tick += 1
-            self._push_timer(end + interval, next_id(), repeating)
-            return
-        anchor = repeating._anchor
-        tick = repeating._tick + 1
-        deadline = anchor + tick * interval
-        if end > deadline:
-            # The run overran the next slot. The first tick not in the past:
-            upcoming = tick + math.ceil((end - deadline) / interval)
-            if repeating._missed is MissedTicks.SKIP:
-                tick = upcoming
-                deadline = anchor + tick * interval
-            elif repeating._missed is MissedTicks.COALESCE:
-                tick = upcoming - 1
-                deadline = end
-            # BURST: run the next tick now, and the ones after it back to back.
-        repeating._tick = tick
-        self._push_timer(deadline, next_id(), repeating)
-
-    def _clear_timers(self, state: TaskState) -> None:
-        """Drop every timer: delayed tasks end with ``state``, repeats stop."""
-        # Emptied in place: the timer loop holds the same list and ends on it.
-        timers = list(self._timers)
-        self._timers.clear()
-        for _, _, entry in timers:
-            if isinstance(entry, TaskHandle) and entry._state is _PENDING:
-                self._delayed -= 1
-                entry._flags = 0
-                self._finish_unstarted(entry, state)
-        # Every repeating task stops, also those whose run is queued or running
-        # (they are not in the heap then, and would re-arm at the run's end).
-        for repeating in list(self._repeating):
-            repeating.stop()
-        self._dead_timers = 0
-        if self._timer_scope is not None:
-            self._timer_scope.cancel()
 
     # ------------------------------------------------------------ waiting
 
@@ -1288,11 +1022,8 @@ class TaskRunner(abc.ABC):
         """
         self._refuse_own_wait("wait_idle")
         await trio.lowlevel.checkpoint_if_cancelled()
-        while self._pending or self._running:
-            if self._idle_event is None:
-                self._idle_event = trio.Event()
-                self._watching = True
-            await self._idle_event.wait()
+        while self._ledger.pending or self._ledger.running:
+            await self._barriers.idle_wait()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def flush(self) -> None:
@@ -1312,16 +1043,14 @@ class TaskRunner(abc.ABC):
         """
         self._refuse_own_wait("flush")
         await trio.lowlevel.checkpoint_if_cancelled()
-        barrier = self._add_barrier(None)
+        barrier = self._barriers.add(None)
         if barrier is None:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         try:
             await barrier.event.wait()
         finally:
-            if barrier in self._barriers:
-                self._barriers.remove(barrier)
-                self._update_watching()
+            self._barriers.discard(barrier)
 
     def _refuse_own_wait(self, method: str) -> None:
         # A task of this runner waiting for the runner to be idle, flushed or
@@ -1363,53 +1092,25 @@ class TaskRunner(abc.ABC):
         if threading.get_ident() != self._trio_thread:
             raise RuntimeError("flush_soon must be called from the Trio thread")
         opts = self._options_for(callback, args, None, None, None, None, "callback")
-        if self._phase and (self._phase == _CLOSED or runner_var.get(None) is not self):
+        if self._ledger.phase and (
+            self._ledger.phase == CLOSED or runner_var.get(None) is not self
+        ):
             raise self._refuse()
-        if self._max_pending is not None and self._pending >= self._max_pending:
+        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
             raise self._full()
         handle: TaskHandle[object] = TaskHandle(
-            self, callback, args, next_id(), opts, self._now()
+            self._ledger, callback, args, next_id(), opts, self._now()
         )
-        if self._ordered or self._add_barrier(handle) is None:
+        if self._ordered or self._barriers.add(handle) is None:
             self._admit(handle)  # a sequence's FIFO is the barrier
             return handle
         # Live and pending from now on, queued when its barrier clears.
         handle._flags = WAITS_BARRIER
-        self._live[handle._id] = handle
-        self._pending += 1
+        self._ledger.live[handle._id] = handle
+        self._ledger.pending += 1
         if opts is not None and opts.on_queued:
             self._fire_on_queued(handle, opts)
         return handle
-
-    def _add_barrier(self, callback: TaskHandle[object] | None) -> _Barrier | None:
-        members = set(self._live)
-        if not members:
-            return None
-        barrier = _Barrier(members, callback)
-        self._barriers.append(barrier)
-        self._watching = True
-        return barrier
-
-    def _advance_barriers(self, task_id: int) -> None:
-        cleared: list[_Barrier] = []
-        for barrier in self._barriers:
-            barrier.members.discard(task_id)
-            if not barrier.members:
-                cleared.append(barrier)
-        if not cleared:
-            return
-        # Update the list first: admitting a callback may end it (skipped at
-        # close), which comes back here.
-        self._barriers = [barrier for barrier in self._barriers if barrier.members]
-        self._update_watching()
-        for barrier in cleared:
-            barrier.event.set()
-            callback = barrier.callback
-            if callback is not None and callback._state is _PENDING:
-                # Already live and counted; a close under way has already
-                # skipped it unless it may still run (BLOCK_SHUTDOWN).
-                callback._flags = 0
-                self._push(callback)
 
     # ------------------------------------------------------------ closing
 
@@ -1421,15 +1122,15 @@ class TaskRunner(abc.ABC):
         checkpoint; `aclose` afterwards waits for the runner's machinery to end.
         Idempotent.
         """
-        if self._phase == _CLOSED:
+        if self._ledger.phase == CLOSED:
             return
-        self._phase = _CLOSED
-        self._clear_timers(_SKIPPED)
+        self._ledger.phase = CLOSED
+        self._timers.clear(_SKIPPED)
         self._skip_pending(everything=True)
         for handle in list(self._running_handles()):
             self._cancel_running(handle)
-        self._release_barriers()
-        self._wake_all_room()
+        self._barriers.release()
+        self._ledger.wake_all_room()
         self._stop_intake()
 
     async def aclose(self, *, grace_period: float | None = None) -> None:
@@ -1459,15 +1160,17 @@ class TaskRunner(abc.ABC):
         self._refuse_own_wait("aclose")
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            if self._phase == _OPEN:
+            if self._ledger.phase == OPEN:
                 self._begin_close()
-            if self._phase == _CLOSING:
+            if self._ledger.phase == CLOSING:
                 with trio.move_on_after(grace):
-                    while self._pending or self._running:
-                        await self._idle_wait()
-                if self._phase == _CLOSING and not (self._pending or self._running):
-                    self._phase = _CLOSED
-                    self._release_barriers()
+                    while self._ledger.pending or self._ledger.running:
+                        await self._barriers.idle_wait()
+                if self._ledger.phase == CLOSING and not (
+                    self._ledger.pending or self._ledger.running
+                ):
+                    self._ledger.phase = CLOSED
+                    self._barriers.release()
                     self._stop_intake()
                 else:
                     self.shutdown()
@@ -1476,43 +1179,25 @@ class TaskRunner(abc.ABC):
             self.shutdown()
             raise
 
-    async def _idle_wait(self) -> None:
-        if self._idle_event is None:
-            self._idle_event = trio.Event()
-            self._watching = True
-        await self._idle_event.wait()
-
     def _begin_close(self) -> None:
-        self._phase = _CLOSING
-        self._clear_timers(_SKIPPED)
+        self._ledger.phase = CLOSING
+        self._timers.clear(_SKIPPED)
         self._skip_pending(everything=False)
         for handle in list(self._running_handles()):
             opts = handle._opts
             traits = self._traits if opts is None else opts.traits
             if traits.shutdown_behavior is _CONTINUE:
                 self._cancel_running(handle)
-        self._wake_all_room()
+        self._ledger.wake_all_room()
 
     def _skip_pending(self, *, everything: bool) -> None:
-        for handle in [h for h in self._live.values() if h._state is _PENDING]:
+        for handle in [h for h in self._ledger.live.values() if h._state is _PENDING]:
             opts = handle._opts
             traits = self._traits if opts is None else opts.traits
             if everything or traits.shutdown_behavior is not _BLOCK:
-                del self._live[handle._id]
-                self._pending -= 1
-                self._finish_unstarted(handle, _SKIPPED)
-
-    def _release_barriers(self) -> None:
-        # A closed runner will run nothing more: release flushes still waiting.
-        barriers, self._barriers = self._barriers, []
-        self._update_watching()
-        for barrier in barriers:
-            barrier.event.set()
-            callback = barrier.callback
-            if callback is not None and callback._state is _PENDING:
-                del self._live[callback._id]
-                self._pending -= 1
-                self._finish_unstarted(callback, _SKIPPED)
+                del self._ledger.live[handle._id]
+                self._ledger.pending -= 1
+                self._ledger.finish_unstarted(handle, _SKIPPED)
 
     def _release_machinery(self) -> None:
         """Mark the machinery done; a subclass may first release what it holds."""
@@ -1520,20 +1205,17 @@ class TaskRunner(abc.ABC):
 
     def _machinery_exited(self) -> None:
         """Record that the consumers have all ended, however they ended."""
-        if self._phase != _CLOSED:
+        if self._ledger.phase != CLOSED:
             # Cancelled from outside (the nursery is going away): nothing runs again.
-            self._phase = _CLOSED
-            self._release_barriers()
-        self._clear_timers(_SKIPPED)
+            self._ledger.phase = CLOSED
+            self._barriers.release()
+        self._timers.clear(_SKIPPED)
         self._skip_pending(everything=True)
-        self._wake_all_room()
+        self._ledger.wake_all_room()
         self._release_machinery()
-        if self._idle_event is not None and not self._running:
-            self._idle_event.set()
-            self._idle_event = None
-        for subscription in self._subscriptions:
-            subscription.wake()
-        self._scheduler._unregister(self)
+        self._barriers.wake_idle_waiters()
+        self._fanout.wake()
+        self._env.closed(self)
 
     # ------------------------------------------------------------ results, metrics
 
@@ -1559,26 +1241,10 @@ class TaskRunner(abc.ABC):
             raise TypeError("buffer must be a positive int")
         if not isinstance(policy, DropPolicy):
             raise TypeError(f"policy must be a DropPolicy, not {policy!r}")
-        subscription = ResultSubscription(self, size, policy)
-        self._subscriptions.append(subscription)
-        self._watching = True
-        return subscription
+        return self._fanout.subscribe(size, policy)
 
-    def _unsubscribe(self, subscription: ResultSubscription) -> None:
-        if subscription in self._subscriptions:
-            self._subscriptions.remove(subscription)
-        self._update_watching()
-
-    def _count_dropped_result(self) -> None:
-        self._dropped += 1
-
-    def _publish(self, result: TaskResult) -> None:
-        for subscription in self._subscriptions:
-            if not subscription.offer(result):
-                if self._in_consumer():
-                    self._blocked.append((subscription, result))
-                else:
-                    subscription.force(result)
+    def _is_fully_closed(self) -> bool:
+        return self._ledger.phase == CLOSED and self._machinery_done.is_set()
 
     def _in_consumer(self) -> bool:
         # Whether the caller is one of the runner's consumers, which can wait for
@@ -1587,34 +1253,9 @@ class TaskRunner(abc.ABC):
             runner_var.get(None) is self and threading.get_ident() == self._trio_thread
         )
 
-    async def _deliver_blocked(self) -> None:
-        """Wait until BLOCK subscribers have taken the results they had no room for."""
-        blocked = self._blocked
-        try:
-            while blocked:
-                subscription, result = blocked[0]
-                await subscription.wait_room()
-                if blocked and blocked[0][1] is result:
-                    blocked.popleft()
-                    if not subscription.offer(result):
-                        subscription.force(result)
-        finally:
-            # Cancelled: no result is lost, the subscribers get them all the same.
-            while blocked:
-                subscription, result = blocked.popleft()
-                subscription.force(result)
-
     def statistics(self) -> RunnerStatistics:
         """Return a cheap snapshot of the runner's task counts."""
-        return RunnerStatistics(
-            pending=self._pending,
-            running=self._running,
-            delayed=self._delayed,
-            succeeded=self._succeeded,
-            failed=self._failed,
-            cancelled=self._cancelled,
-            skipped=self._skipped,
-        )
+        return self._ledger.statistics()
 
     def metrics(self) -> RunnerMetrics:
         """Return the runner's metrics: rates, wait and run times, and counters.
@@ -1624,38 +1265,4 @@ class TaskRunner(abc.ABC):
         every few thousand tasks, so memory stays bounded. Call it on the Trio
         thread (from another thread, use ``trio.from_thread.run_sync``).
         """
-        now = self._now()
-        arrivals, completions = self._counters()
-        arrival_rate, completion_rate = self._rates.rates(now, arrivals, completions)
-        return RunnerMetrics(
-            arrival_rate=arrival_rate,
-            completion_rate=completion_rate,
-            wait_time=self._wait_times.summary(),
-            run_time=self._run_times.summary(),
-            succeeded=self._succeeded,
-            failed=self._failed,
-            retries=self._retries,
-            timeouts=self._timeouts,
-            cancelled=self._cancelled,
-            skipped=self._skipped,
-            rejected=self._rejected,
-            dropped_results=self._dropped,
-        )
-
-    def _counters(self) -> tuple[int, int]:
-        completions = self._succeeded + self._failed
-        arrivals = (
-            completions
-            + self._cancelled
-            + self._skipped
-            + self._pending
-            + self._running
-        )
-        return arrivals, completions
-
-    def _housekeeping(self) -> None:
-        """Bound the metrics' memory; called by consumers between batches."""
-        self._wait_times.maybe_fold()
-        self._run_times.maybe_fold()
-        arrivals, completions = self._counters()
-        self._rates.note(self._now(), arrivals, completions)
+        return self._ledger.metrics(dropped_results=self._fanout.dropped)

@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_serve(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],  # pyright: ignore[reportPrivateUsage]  # argparse names no public type for it
     formatter: type[argparse.HelpFormatter],
 ) -> None:
     serve = commands.add_parser(

@@ -7,12 +7,17 @@ timeouts, middleware, retries with backoff, rate limits, hooks and thread
 offload.
 """
 
+# pyright: reportPrivateUsage=false
+# The execution paths drive a TaskHandle record from start to end: they read
+# and write its fields once or twice per task, on the runners' hot paths.
+
 from __future__ import annotations
 
 import functools
 import inspect
 from typing import TYPE_CHECKING, Final
 
+import attrs
 import trio
 
 from ._context import sequence_var
@@ -25,9 +30,12 @@ from ._util import describe
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ._abc import TaskRunner
     from ._handle import TaskHandle
+    from ._hooks import Middleware
+    from ._limiter import PriorityLimiter
     from ._options import TaskOptions
+    from ._runner._environment import RunnerEnvironment
+    from ._runner._ledger import Ledger
     from ._util import AnyCallable
 
 _SUCCEEDED: Final = TaskState.SUCCEEDED
@@ -41,8 +49,20 @@ def cancelled_error(handle: TaskHandle[object]) -> TaskCancelledError:
     return TaskCancelledError(f"task {handle.name!r} was cancelled while running")
 
 
+@attrs.frozen
+class Execution:
+    """What running a task needs of its runner; the runner makes one."""
+
+    ledger: Ledger
+    #: The scheduler's worker slots, or None without a cap.
+    limiter: PriorityLimiter | None
+    #: Makes one attempt of an offloaded (``may_block``) task: a worker thread,
+    #: the runner's own thread, or a worker process.
+    call_offloaded: Callable[[TaskHandle[object]], Awaitable[object]]
+
+
 async def run_task(
-    runner: TaskRunner, handle: TaskHandle[object], scope: trio.CancelScope
+    ex: Execution, handle: TaskHandle[object], scope: trio.CancelScope
 ) -> None:
     """Run a PENDING handle to its end in ``scope`` and record how it ended.
 
@@ -52,73 +72,62 @@ async def run_task(
     """
     opts = handle._opts
     if opts is not None and not opts.simple:
-        await run_full(runner, handle, scope, opts)
+        await run_full(ex, handle, scope, opts, None)
         return
-    runner._begin(handle, scope, runner._now())
+    ledger = ex.ledger
+    ledger.begin(handle, scope, ledger.now())
     try:
         result = handle._fn(*handle._args)
         if _isawaitable(result):
             result = await result
     except trio.Cancelled:
-        runner._end(handle, _CANCELLED, cancelled_error(handle))
+        ledger.end(handle, _CANCELLED, cancelled_error(handle))
         raise
     except BaseException as error:  # recorded, and re-raised if not an Exception
-        end_with_error(runner, handle, error)
+        end_with_error(ledger, handle, error)
     else:
-        runner._end(handle, _SUCCEEDED, result)
+        ledger.end(handle, _SUCCEEDED, result)
 
 
 def end_with_error(
-    runner: TaskRunner, handle: TaskHandle[object], error: BaseException
+    ledger: Ledger, handle: TaskHandle[object], error: BaseException
 ) -> None:
     """Record a task that raised ``error``; re-raise what must not be swallowed."""
     if isinstance(error, Exception):
-        runner._end(handle, _FAILED, error)
+        ledger.end(handle, _FAILED, error)
         return
     if isinstance(error, BaseExceptionGroup):
         group: BaseExceptionGroup[BaseException] = error  # pyright: ignore[reportUnknownVariableType]  # any group
         cancelled, rest = group.split(trio.Cancelled)
         if rest is None:
             # Only cancellations (from a nursery inside the task): a cancel.
-            runner._end(handle, _CANCELLED, cancelled_error(handle))
+            ledger.end(handle, _CANCELLED, cancelled_error(handle))
             raise error
-        runner._end(handle, _FAILED, rest)
+        ledger.end(handle, _FAILED, rest)
         if cancelled is not None:
             raise cancelled from None  # unwinds the scope; the failure is recorded
     else:
-        runner._end(handle, _FAILED, error)
+        ledger.end(handle, _FAILED, error)
     raise error  # KeyboardInterrupt, SystemExit and their groups end the run
 
 
-async def offload_call(runner: TaskRunner, handle: TaskHandle[object]) -> object:
+async def offload_call(
+    env: RunnerEnvironment, token: trio.lowlevel.TrioToken, handle: TaskHandle[object]
+) -> object:
     """Make one attempt of a ``may_block`` task: its function in a worker thread."""
     opts = handle._opts
     return await offload(
-        runner,
+        env,
+        token,
         handle._fn,
         handle._args,
         abandon=opts is not None and opts.timeout is not None,
     )
 
 
-def start_call(fn: AnyCallable, args: tuple[object, ...]) -> Awaitable[object]:
-    """Call ``fn(*args)`` and return something to await for its result.
-
-    An async function's coroutine is returned as it is, so middleware awaits it
-    with no wrapper layer in between; a plain function's value is wrapped.
-    """
-    result = fn(*args)
-    if _isawaitable(result):
-        return result
-    return _ready(result)
-
-
-async def _ready(value: object) -> object:
-    return value
-
-
 async def offload(
-    runner: TaskRunner,
+    env: RunnerEnvironment,
+    token: trio.lowlevel.TrioToken,
     fn: AnyCallable,
     args: tuple[object, ...],
     *,
@@ -132,12 +141,11 @@ async def offload(
     sequence (or worker) it runs on does not move on until the thread has
     ended: the consumer joins it through ``SequenceSlot.stragglers``.
     """
-    scheduler = runner._scheduler
     finished = trio.Event()
-    token = runner._token
+    thread_call_ended = env.thread_call_ended
 
     def ended() -> None:
-        scheduler._thread_call_ended()
+        thread_call_ended()
         finished.set()
 
     def work() -> object:
@@ -156,7 +164,7 @@ async def offload(
             )
         return result
 
-    scheduler._thread_call_started()
+    env.thread_call_started()
     if not abandon:
         return await trio.to_thread.run_sync(work)
 
@@ -192,7 +200,9 @@ async def wait_stragglers() -> None:
             await finished.wait()
 
 
-async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> bool:
+async def acquire_slot(
+    limiter: PriorityLimiter | None, handle: TaskHandle[object]
+) -> bool:
     """Before a task starts: take a rate-limit token, then a scheduler slot.
 
     The token comes first, so that a task waiting for one holds no slot. The
@@ -204,7 +214,6 @@ async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> bool:
     """
     opts = handle._opts
     bucket = None if opts is None else opts.bucket
-    limiter = runner._scheduler._limiter
     if bucket is None and (limiter is None or limiter.acquire_nowait()):
         if limiter is not None:
             sequence_var.get().holds_slot = True
@@ -216,16 +225,15 @@ async def acquire_slot(runner: TaskRunner, handle: TaskHandle[object]) -> bool:
         handle._scope = wait
         if bucket is not None:
             await bucket.take()
-        await _acquire(runner, handle)
+        await _acquire(limiter, handle)
     handle._flags &= ~WAITS_SLOT
     if handle.done:
-        release_slot(runner)
+        release_slot(limiter)
         return False
     return True
 
 
-async def _acquire(runner: TaskRunner, handle: TaskHandle[object]) -> None:
-    limiter = runner._scheduler._limiter
+async def _acquire(limiter: PriorityLimiter | None, handle: TaskHandle[object]) -> None:
     if limiter is None:
         return
     if not limiter.acquire_nowait():
@@ -233,49 +241,54 @@ async def _acquire(runner: TaskRunner, handle: TaskHandle[object]) -> None:
     sequence_var.get().holds_slot = True
 
 
-def release_slot(runner: TaskRunner) -> None:
+def release_slot(limiter: PriorityLimiter | None) -> None:
     """Give back the scheduler slot the current consumer holds, if any."""
     slot = sequence_var.get()
     if slot.holds_slot:
         slot.holds_slot = False
-        limiter = runner._scheduler._limiter
         assert limiter is not None
         limiter.release()
 
 
-def _build_call(
-    runner: TaskRunner, handle: TaskHandle[object], opts: TaskOptions
-) -> Callable[[], Awaitable[object]]:
-    call: Callable[[], Awaitable[object]]
-    if opts.offload:
-        call = functools.partial(runner._call, handle)
-    else:
-        call = functools.partial(start_call, handle._fn, handle._args)
-    for middleware in reversed(opts.middleware):
-        call = functools.partial(middleware, handle, call)
-    return call
-
-
 async def run_full(
-    runner: TaskRunner,
+    ex: Execution,
     handle: TaskHandle[object],
     scope: trio.CancelScope,
     opts: TaskOptions,
-) -> None:
+    now: float | None,
+) -> float | None:
     """Run a task with the whole reliability layer and record how it ended.
 
     Each attempt runs its middleware (first outermost) around the call, inside
     the attempt's timeout scope. A failed attempt is retried as its policy says,
     after a cancellable backoff on the trio clock; a retry takes a new rate
     limit token, giving back the scheduler slot while it waits for it.
+
+    ``now`` is the start time if the caller has read the clock already (None
+    otherwise). Returns the time the task ended, or None if it was cancelled.
     """
-    runner._begin(handle, scope, runner._now())
+    ledger = ex.ledger
+    ledger.begin(handle, scope, ledger.now() if now is None else now)
     for hook in opts.on_start:
         try:
             hook(handle)
         except Exception:
             hook_logger.exception("hook %r raised; the task goes on", hook)
-    call = _build_call(runner, handle, opts)
+    # The innermost call of an attempt: the function (or its offload), a bound
+    # method. The middleware get it as their call_next: the outermost layer is
+    # called directly each attempt (with one middleware, the common case, no
+    # partial is made at all), the inner layers through partials.
+    call: Callable[[], Awaitable[object]]
+    if opts.offload:
+        call = functools.partial(ex.call_offloaded, handle)
+    else:
+        call = handle._call_fn
+    middleware = opts.middleware
+    outer: Middleware | None = None
+    if middleware:
+        outer = middleware[0]
+        for layer in reversed(middleware[1:]):
+            call = functools.partial(layer, handle, call)
     attempt = 1
     try:
         while True:
@@ -283,7 +296,10 @@ async def run_full(
             result: object = None
             if opts.timeout is None:
                 try:
-                    result = await call()
+                    if outer is None:
+                        result = await call()
+                    else:
+                        result = await outer(handle, call)
                 except Exception as exc:  # the attempt's failure
                     error = exc
             else:
@@ -292,47 +308,49 @@ async def run_full(
                 ) as attempt_scope:
                     handle._scope = attempt_scope
                     try:
-                        result = await call()
+                        if outer is None:
+                            result = await call()
+                        else:
+                            result = await outer(handle, call)
                     except Exception as exc:  # the attempt's failure
                         error = exc
                 handle._scope = scope
                 if attempt_scope.cancelled_caught:
                     if handle._flags & CANCEL_REQUESTED:
-                        runner._end(handle, _CANCELLED, cancelled_error(handle))
-                        return
-                    runner._timeouts += 1
+                        ledger.end(handle, _CANCELLED, cancelled_error(handle))
+                        return None
+                    ledger.timeouts += 1
                     error = TaskTimeoutError(
                         f"attempt {attempt} of task {handle.name!r} ran past its "
                         f"timeout of {opts.timeout} s"
                     )
             if error is None:
-                runner._end(handle, _SUCCEEDED, result)
-                return
+                return ledger.end(handle, _SUCCEEDED, result)
             policy = opts.retry
             cancelled = handle._flags & CANCEL_REQUESTED
             if policy is None or cancelled or not policy.should_retry(error, attempt):
-                runner._end(handle, _FAILED, error)
-                return
+                return ledger.end(handle, _FAILED, error)
             await trio.sleep(policy.backoff(attempt))
             # An attempt that timed out in a thread is still running there: the
             # next attempt (and any slot given back below) waits for its end.
             await wait_stragglers()
             attempt += 1
-            runner._retries += 1
+            ledger.retries += 1
             handle._attempts = attempt
             if opts.bucket is not None:
-                await _take_token_without_slot(runner, handle, opts)
+                await _take_token_without_slot(ex.limiter, handle, opts)
     except trio.Cancelled:
-        runner._end(handle, _CANCELLED, cancelled_error(handle))
+        ledger.end(handle, _CANCELLED, cancelled_error(handle))
         raise
     except BaseException as exc:  # recorded, and re-raised if not an Exception
-        end_with_error(runner, handle, exc)
+        end_with_error(ledger, handle, exc)
+    return None
 
 
 async def _take_token_without_slot(
-    runner: TaskRunner, handle: TaskHandle[object], opts: TaskOptions
+    limiter: PriorityLimiter | None, handle: TaskHandle[object], opts: TaskOptions
 ) -> None:
     assert opts.bucket is not None
-    release_slot(runner)
+    release_slot(limiter)
     await opts.bucket.take()
-    await _acquire(runner, handle)
+    await _acquire(limiter, handle)

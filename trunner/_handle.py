@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
@@ -10,15 +11,18 @@ import outcome
 import trio
 
 from ._errors import TaskCancelledError
+from ._hooks import logger as hook_logger
 from ._traits import TERMINAL_STATES, MissedTicks, RepeatMode, TaskState, TaskTraits
 from ._util import AnyCallable, describe
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from types import TracebackType
 
     from ._abc import TaskRunner
     from ._options import TaskOptions
+    from ._runner._ledger import Ledger
+    from ._runner._timers import TimerHeap
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -39,6 +43,21 @@ _PENDING: Final = TaskState.PENDING
 _RUNNING: Final = TaskState.RUNNING
 _SUCCEEDED: Final = TaskState.SUCCEEDED
 _FAILED: Final = TaskState.FAILED
+_isawaitable: Final = inspect.isawaitable
+
+
+def call_done_callback(
+    callback: Callable[[TaskHandle[T_co]], object], handle: TaskHandle[T_co]
+) -> None:
+    """Call a done callback of ``handle``; log what it raises."""
+    try:
+        callback(handle)
+    except Exception:
+        hook_logger.exception("done callback %r of %r raised", callback, handle)
+
+
+async def _ready(value: object) -> object:
+    return value
 
 
 @final
@@ -51,7 +70,9 @@ class TaskHandle(Generic[T_co]):
     result, not the function and its arguments.
     """
 
-    _runner: TaskRunner
+    # The ledger of its runner: it counts the task, cancels it, and knows the
+    # runner (the handle does not hold the runner itself).
+    _ledger: Ledger
     _fn: AnyCallable
     _args: tuple[object, ...]
     _id: int
@@ -90,13 +111,13 @@ class TaskHandle(Generic[T_co]):
     @property
     def runner(self) -> TaskRunner:
         """The runner the task was posted to."""
-        return self._runner
+        return self._ledger.runner
 
     @property
     def traits(self) -> TaskTraits:
         """The traits the task runs with (its own, or else its runner's)."""
         opts = self._opts
-        return self._runner.traits if opts is None else opts.traits
+        return self._ledger.runner.traits if opts is None else opts.traits
 
     @property
     def state(self) -> TaskState:
@@ -170,7 +191,16 @@ class TaskHandle(Generic[T_co]):
             True if the request took effect, False if the task had already ended
             or runs in a thread that cannot be interrupted.
         """
-        return self._runner._cancel_handle(self)
+        return self._ledger.cancel(self)
+
+    def _call_fn(self) -> Awaitable[object]:
+        # One attempt of the task's function: the innermost call_next of its
+        # middleware. An async function's coroutine is returned as it is, so
+        # middleware awaits it with no wrapper layer in between.
+        result = self._fn(*self._args)
+        if _isawaitable(result):
+            return result
+        return _ready(result)
 
     def add_done_callback(self, callback: Callable[[TaskHandle[T_co]], object]) -> None:
         """Call ``callback(handle)`` once the task has ended, on the Trio thread.
@@ -179,7 +209,7 @@ class TaskHandle(Generic[T_co]):
         raises is logged and does not disturb the runner or other callbacks.
         """
         if self._state in TERMINAL_STATES:
-            self._runner._call_done_callback(callback, self)
+            call_done_callback(callback, self)
         elif self._waiters is None:
             self._waiters = [callback]
         else:
@@ -197,7 +227,8 @@ class RepeatingHandle:
     (to the runner's ``on_error``) and the repetition goes on.
     """
 
-    _runner: TaskRunner
+    # Its runner's timer heap, which it leaves when stopped.
+    _timers: TimerHeap
     _fn: AnyCallable
     _args: tuple[object, ...]
     _opts: TaskOptions | None
@@ -247,11 +278,11 @@ class RepeatingHandle:
         if self._stopped:
             return
         self._stopped = True
-        runner = self._runner
-        runner._repeating.discard(self)
+        timers = self._timers
+        timers.repeating.discard(self)
         current = self._current
         if current is None:
-            runner._timer_dropped()  # waiting in the heap for its next run
+            timers.dropped()  # waiting in the heap for its next run
         elif current.state is _PENDING:
             current.cancel()
 

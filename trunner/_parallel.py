@@ -1,5 +1,9 @@
 """ParallelTaskRunner: up to N tasks at once, highest priority first."""
 
+# pyright: reportPrivateUsage=false
+# The workers' loop reads the fields of each TaskHandle record directly: it is
+# the runner's throughput.
+
 from __future__ import annotations
 
 from collections import deque
@@ -8,10 +12,11 @@ from typing import TYPE_CHECKING, Final, final
 import attrs
 import trio
 
-from ._abc import _CLOSED, TaskRunner
+from ._abc import TaskRunner
 from ._context import SequenceSlot, runner_var, sequence_var
 from ._execute import acquire_slot, join_stragglers, release_slot, run_task
 from ._handle import CANCEL_REQUESTED
+from ._runner._ledger import CLOSED
 from ._traits import Priority, TaskState
 
 if TYPE_CHECKING:
@@ -101,24 +106,28 @@ class WorkerPoolRunner(TaskRunner):
     async def _work(self, slot: SequenceSlot) -> None:
         runner_var.set(self)
         sequence_var.set(slot)
-        limited = self._scheduler._limiter is not None
+        ledger = self._ledger
+        fanout = self._fanout
+        ex = self._execution
+        limiter = self._env.limiter
+        limited = limiter is not None
         budget = BATCH
         crashed = False
         try:
             while True:
                 with trio.CancelScope() as scope:
                     self._workers[slot] = scope
-                    if self._blocked:
+                    if fanout.blocked:
                         # What a task stopped through the last scope left for
                         # BLOCK subscribers, delivered in a scope that
                         # shutdown() can cancel.
-                        await self._deliver_blocked()
+                        await fanout.deliver_blocked()
                     while True:
                         handle = self._pop()
                         if handle is None:
-                            if self._phase == _CLOSED:
+                            if ledger.phase == CLOSED:
                                 return
-                            self._housekeeping()
+                            ledger.housekeeping()
                             self._idle_workers += 1
                             try:
                                 await self._idle_lot.park()
@@ -131,11 +140,11 @@ class WorkerPoolRunner(TaskRunner):
                         waits = limited or (
                             opts is not None and opts.bucket is not None
                         )
-                        if waits and not await acquire_slot(self, handle):
+                        if waits and not await acquire_slot(limiter, handle):
                             continue  # cancelled or skipped while it waited
                         slot.token = handle
                         try:
-                            await run_task(self, handle, scope)
+                            await run_task(ex, handle, scope)
                         finally:
                             slot.token = None
                             # A thread call abandoned at a timeout still runs:
@@ -143,15 +152,15 @@ class WorkerPoolRunner(TaskRunner):
                             if slot.stragglers:
                                 await join_stragglers(slot.stragglers)
                             if limited:
-                                release_slot(self)
-                        if self._blocked:
-                            await self._deliver_blocked()
+                                release_slot(limiter)
+                        if fanout.blocked:
+                            await fanout.deliver_blocked()
                         if handle._flags & CANCEL_REQUESTED:
                             break  # the scope was cancelled to stop the task
                         budget -= 1
                         if not budget:
                             budget = BATCH
-                            self._housekeeping()
+                            ledger.housekeeping()
                             await trio.lowlevel.checkpoint()
         except BaseException:
             crashed = True  # cancelled from outside, or KeyboardInterrupt and the like
@@ -159,7 +168,7 @@ class WorkerPoolRunner(TaskRunner):
         finally:
             del self._workers[slot]
             self._capacity.release_on_behalf_of(slot)
-            if not self._workers and (crashed or self._phase == _CLOSED):
+            if not self._workers and (crashed or ledger.phase == CLOSED):
                 self._machinery_exited()
 
 

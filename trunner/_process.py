@@ -1,5 +1,9 @@
 """ProcessTaskRunner: CPU-bound functions in worker processes, through trio-parallel."""
 
+# pyright: reportPrivateUsage=false
+# A process call reads the function and arguments of its TaskHandle record,
+# and cancels it through the record's scope.
+
 from __future__ import annotations
 
 import pickle

@@ -10,10 +10,10 @@ import attrs
 import trio
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
     from typing import Self
 
-    from ._abc import TaskRunner
     from ._traits import TaskState
 
 
@@ -67,15 +67,29 @@ class ResultSubscription:
         "_buffer",
         "_capacity",
         "_closed",
+        "_count_dropped",
         "_data",
         "_policy",
         "_room",
-        "_runner",
+        "_source_closed",
+        "_unsubscribe",
         "dropped",
     )
 
-    def __init__(self, runner: TaskRunner, buffer: int, policy: DropPolicy) -> None:
-        self._runner = runner
+    def __init__(
+        self,
+        buffer: int,
+        policy: DropPolicy,
+        *,
+        unsubscribe: Callable[[ResultSubscription], None],
+        count_dropped: Callable[[], None],
+        source_closed: Callable[[], bool],
+    ) -> None:
+        # Callbacks of the runner's result fan-out: leave it, count a drop, and
+        # whether the runner has closed (no result will come any more).
+        self._unsubscribe = unsubscribe
+        self._count_dropped = count_dropped
+        self._source_closed = source_closed
         self._capacity = buffer
         self._policy = policy
         self._buffer: deque[TaskResult] = deque()
@@ -104,7 +118,7 @@ class ResultSubscription:
             if self._policy is DropPolicy.BLOCK:
                 return False
             self.dropped += 1
-            self._runner._count_dropped_result()
+            self._count_dropped()
             if self._policy is DropPolicy.DROP_NEWEST:
                 return True
             buffer.popleft()
@@ -150,7 +164,7 @@ class ResultSubscription:
             return
         self._closed = True
         self._buffer.clear()
-        self._runner._unsubscribe(self)
+        self._unsubscribe(self)
         self._data.unpark_all()
         self._room.unpark_all()
 
@@ -192,7 +206,7 @@ class ResultSubscription:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._buffer:
-            if self._closed or self._runner._fully_closed:
+            if self._closed or self._source_closed():
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 raise StopAsyncIteration
             await self._data.park()

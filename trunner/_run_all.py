@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import outcome
 import trio
 
 from ._traits import TaskState
@@ -58,7 +59,9 @@ async def run_all(  # type: ignore[explicit-any]  # the overloads give the preci
         nonlocal remaining
         remaining -= 1
         if handle.state is not TaskState.SUCCEEDED and not first_error:
-            first_error.append(handle._exception())
+            result = handle.outcome
+            assert isinstance(result, outcome.Error)  # it has ended, unsuccessfully
+            first_error.append(result.error)
             for other in handles:
                 other.cancel()
         if not remaining:
@@ -78,4 +81,10 @@ async def run_all(  # type: ignore[explicit-any]  # the overloads give the preci
         raise
     if first_error:
         raise first_error[0]
-    return [handle._result for handle in handles]
+    return [_value_of(handle) for handle in handles]
+
+
+def _value_of(handle: TaskHandle[T]) -> T:
+    result = handle.outcome
+    assert result is not None  # every handle has ended
+    return result.unwrap()

@@ -16,6 +16,7 @@ from ._limiter import LimiterStatistics, PriorityLimiter
 from ._options import RunnerConfig
 from ._parallel import ParallelTaskRunner
 from ._process import ProcessTaskRunner
+from ._runner._environment import RunnerEnvironment
 from ._sequenced import SequencedTaskRunner
 from ._thread import SingleThreadTaskRunner
 from ._util import check_optional_count, clock_autojumps, wait_all_tasks_blocked
@@ -107,10 +108,20 @@ class Scheduler:
     _thread_calls: int = attrs.field(init=False, default=0)
     _threads_idle: trio.Event | None = attrs.field(init=False, default=None)
     _holding_clock: bool = attrs.field(init=False, default=False)
+    # What every runner of the scheduler gets from it (the runners never reach
+    # into the scheduler itself).
+    _env: RunnerEnvironment = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._limiter = (
             None if self._max_workers is None else PriorityLimiter(self._max_workers)
+        )
+        self._env = RunnerEnvironment(
+            limiter=self._limiter,
+            hooks=self.hooks,
+            thread_call_started=self._thread_call_started,
+            thread_call_ended=self._thread_call_ended,
+            closed=self._unregister,
         )
 
     def __repr__(self) -> str:
@@ -165,9 +176,6 @@ class Scheduler:
                 self._threads_idle = trio.Event()
             await self._threads_idle.wait()
 
-    def _register(self, runner: TaskRunner) -> None:
-        self._runners[runner] = None
-
     def _unregister(self, runner: TaskRunner) -> None:
         self._runners.pop(runner, None)
 
@@ -187,6 +195,7 @@ class Scheduler:
             )
         config = RunnerConfig.from_options(options, where)
         runner = factory(self._nursery if nursery is None else nursery, config)
+        self._runners[runner] = None
         if nursery is None:
             self._owned.append(runner)
         return runner
@@ -230,13 +239,15 @@ class Scheduler:
     def _sequenced(
         self, nursery: trio.Nursery, config: RunnerConfig
     ) -> SequencedTaskRunner:
-        return SequencedTaskRunner(self, nursery, config)
+        return SequencedTaskRunner(self, nursery, config, self._env)
 
     def _parallel(
         self, limit: int
     ) -> Callable[[trio.Nursery, RunnerConfig], ParallelTaskRunner]:
         def make(nursery: trio.Nursery, config: RunnerConfig) -> ParallelTaskRunner:
-            return ParallelTaskRunner(self, nursery, config, max_concurrency=limit)
+            return ParallelTaskRunner(
+                self, nursery, config, self._env, max_concurrency=limit
+            )
 
         return make
 
@@ -261,14 +272,16 @@ class Scheduler:
         self, limit: int
     ) -> Callable[[trio.Nursery, RunnerConfig], ProcessTaskRunner]:
         def make(nursery: trio.Nursery, config: RunnerConfig) -> ProcessTaskRunner:
-            return ProcessTaskRunner(self, nursery, config, max_concurrency=limit)
+            return ProcessTaskRunner(
+                self, nursery, config, self._env, max_concurrency=limit
+            )
 
         return make
 
     def _thread(
         self, nursery: trio.Nursery, config: RunnerConfig
     ) -> SingleThreadTaskRunner:
-        return SingleThreadTaskRunner(self, nursery, config)
+        return SingleThreadTaskRunner(self, nursery, config, self._env)
 
     # ------------------------------------------------------------------ open_*
 
@@ -411,19 +424,19 @@ async def open_scheduler(
         try:
             yield scheduler
         except BaseException:
-            scheduler._shutdown_all()
+            scheduler._shutdown_all()  # pyright: ignore[reportPrivateUsage]  # its opener, in its module
             raise
         else:
-            await scheduler._aclose_owned()
+            await scheduler._aclose_owned()  # pyright: ignore[reportPrivateUsage]  # its opener, in its module
         finally:
-            scheduler._closed = True
+            scheduler._closed = True  # pyright: ignore[reportPrivateUsage]  # its opener, in its module
             scheduler_var.reset(token)
 
 
 @asynccontextmanager
 async def _scheduler_for_block() -> AsyncGenerator[Scheduler, None]:
     scheduler = scheduler_var.get(None)
-    if scheduler is not None and not scheduler._closed:
+    if scheduler is not None and not scheduler._closed:  # pyright: ignore[reportPrivateUsage]  # its opener, in its module
         yield scheduler
         return
     async with open_scheduler() as private:

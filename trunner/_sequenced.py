@@ -1,5 +1,9 @@
 """SequencedTaskRunner: a logical thread on a memory channel with one consumer."""
 
+# pyright: reportPrivateUsage=false
+# The consumer loop is the runner's throughput: it reads and writes the fields
+# of each TaskHandle record directly, and inlines the ledger's begin and end.
+
 from __future__ import annotations
 
 import inspect
@@ -82,11 +86,17 @@ class ChannelRunner(TaskRunner):
         slot = SequenceSlot(self)
         sequence_var.set(slot)
         receive_nowait = self._receive.receive_nowait
-        now = self._now
-        live = self._live
-        wait_append = self._wait_times.samples.append
-        run_append = self._run_times.samples.append
-        limited = self._scheduler._limiter is not None
+        # The parts, bound once: the loop reads and writes their fields.
+        ledger = self._ledger
+        fanout = self._fanout
+        ex = self._execution
+        now = ledger.now
+        live = ledger.live
+        notify = ledger.notify
+        wait_append = ledger.wait_times.samples.append
+        run_append = ledger.run_times.samples.append
+        limiter = self._env.limiter
+        limited = limiter is not None
         budget = BATCH
         # The clock is read once per task: a task that ends back to back with
         # the next one lends it its end time as start time. None after a wait.
@@ -97,16 +107,16 @@ class ChannelRunner(TaskRunner):
                 # cancelled, so the one it served is left behind.
                 with trio.CancelScope() as scope:
                     self._scope = scope
-                    if self._blocked:
+                    if fanout.blocked:
                         # What a task stopped through the last scope left for
                         # BLOCK subscribers, delivered in a scope that
                         # shutdown() can cancel.
-                        await self._deliver_blocked()
+                        await fanout.deliver_blocked()
                     while True:
                         try:
                             handle = receive_nowait()
                         except trio.WouldBlock:
-                            self._housekeeping()
+                            ledger.housekeeping()
                             try:
                                 handle = await self._receive.receive()
                             except trio.EndOfChannel:
@@ -121,76 +131,85 @@ class ChannelRunner(TaskRunner):
                         self._current = handle
                         if not limited and (opts is None or opts.simple):
                             # The fast path: a plain call, recorded. It inlines
-                            # TaskRunner._begin and the success case of _end
-                            # (keep them in step): this loop is the runner's
-                            # throughput, and the calls cost 6% of it.
+                            # Ledger.begin and the success case of Ledger.end:
+                            # this loop is the runner's throughput, and the
+                            # calls cost 6% of it. tests/test_differential.py
+                            # checks that both paths record the same.
                             if clock is None:
                                 clock = now()
-                            self._pending -= 1
-                            self._running = 1
+                            ledger.pending -= 1
+                            ledger.running = 1
                             handle._state = _RUNNING
                             handle._scope = scope
                             handle._attempts = 1
                             handle._started_at = clock
                             wait_append(clock - handle._queued_at)
                             if self._max_pending is not None:
-                                self._wake_room()
+                                ledger.wake_room()
                             try:
                                 result = handle._fn(*handle._args)
                                 if _isawaitable(result):
                                     result = await result
                             except trio.Cancelled:
-                                self._end(handle, _CANCELLED, cancelled_error(handle))
+                                ledger.end(handle, _CANCELLED, cancelled_error(handle))
                                 raise
                             except (
                                 BaseException
                             ) as error:  # recorded; re-raised if not an Exception
-                                end_with_error(self, handle, error)
+                                end_with_error(ledger, handle, error)
                                 clock = None
                             else:
                                 handle._result = result
                                 handle._state = _SUCCEEDED
-                                self._succeeded += 1
-                                self._running = 0
+                                ledger.succeeded += 1
+                                ledger.running = 0
                                 del live[handle._id]
                                 end = now()
                                 handle._finished_at = end
                                 run_append(end - clock)
                                 clock = end
                                 handle._args = ()
-                                if handle._waiters is not None or self._watching:
-                                    self._notify(handle)
+                                if handle._waiters is not None or ledger.watching:
+                                    notify(handle)
                             finally:
                                 self._current = None
                         else:
-                            clock = None
                             try:
                                 waits = limited or (
                                     opts is not None and opts.bucket is not None
                                 )
-                                if waits and not await acquire_slot(self, handle):
-                                    continue  # cancelled or skipped while it waited
+                                if waits:
+                                    clock = None
+                                    if not await acquire_slot(limiter, handle):
+                                        continue  # ended while it waited
                                 if opts is not None and not opts.simple:
-                                    await run_full(self, handle, scope, opts)
+                                    # The full path too reads the clock once:
+                                    # it starts at the last end, and lends
+                                    # its own end to the next task.
+                                    clock = await run_full(
+                                        ex, handle, scope, opts, clock
+                                    )
                                 else:
-                                    await run_task(self, handle, scope)
+                                    clock = None
+                                    await run_task(ex, handle, scope)
                             finally:
                                 self._current = None
                                 # A thread call abandoned at a timeout still
                                 # runs: it keeps the sequence and the slot.
                                 if slot.stragglers:
                                     await join_stragglers(slot.stragglers)
+                                    clock = None
                                 if limited:
-                                    release_slot(self)
-                        if self._blocked:
-                            await self._deliver_blocked()
+                                    release_slot(limiter)
+                        if fanout.blocked:
+                            await fanout.deliver_blocked()
                             clock = None
                         if handle._flags & CANCEL_REQUESTED:
                             break  # the scope was cancelled to stop the task
                         budget -= 1
                         if not budget:
                             budget = BATCH
-                            self._housekeeping()
+                            ledger.housekeeping()
                             await trio.lowlevel.checkpoint()
                             clock = None
                 clock = None

@@ -1,5 +1,9 @@
 """SingleThreadTaskRunner: every task on one dedicated OS thread."""
 
+# pyright: reportPrivateUsage=false
+# A thread call reads the function, arguments and scope of its TaskHandle
+# record, which the parts of a runner share.
+
 from __future__ import annotations
 
 import inspect
@@ -115,7 +119,7 @@ class SingleThreadTaskRunner(ChannelRunner):
                 return
 
     def _deliver(self, call: _ThreadCall, result: outcome.Outcome[object]) -> None:
-        self._scheduler._thread_call_ended()
+        self._env.thread_call_ended()
         if call.abandoned:
             call.finished.set()
         else:
@@ -137,7 +141,7 @@ class SingleThreadTaskRunner(ChannelRunner):
                 return _Abort.SUCCEEDED
             return _Abort.FAILED
 
-        self._scheduler._thread_call_started()
+        self._env.thread_call_started()
         self._inbox.put((fn, handle._args, call))
         # The thread's outcome is unwrapped by trio: its value, or its error raised.
         return await trio.lowlevel.wait_task_rescheduled(abort)
@@ -147,9 +151,9 @@ class SingleThreadTaskRunner(ChannelRunner):
 
     async def _stop_machinery(self) -> None:
         self._inbox.put(None)
-        self._scheduler._thread_call_started()  # joining takes real time too
+        self._env.thread_call_started()  # joining takes real time too
         try:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._thread.join)
         finally:
-            self._scheduler._thread_call_ended()
+            self._env.thread_call_ended()

@@ -34,6 +34,9 @@ are reported beside it.
 Run: ``python tests/benchmarks/bench_jobs.py [--rounds N]``.
 """
 
+# pyright: reportPrivateUsage=false
+# The benchmark drives the SQLite store's database directly.
+
 from __future__ import annotations
 
 import datetime as dt

@@ -22,6 +22,9 @@ disk allows, hence how large batches must be for a given rate of acks.
 Run: ``python tests/benchmarks/bench_sqlite_commit.py [--rounds N]``.
 """
 
+# pyright: reportPrivateUsage=false
+# The benchmark drives the SQLite store's database directly.
+
 from __future__ import annotations
 
 import datetime as dt

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import StatusCode
 
 import trunner
-from trunner.contrib import _RunnerSet
+from trunner.contrib._runner_set import RunnerSet
 from trunner.contrib.otel import (
     DURATION_BUCKETS,
     TrunnerInstruments,
@@ -151,14 +151,14 @@ async def test_instruments_read_the_runners_once_per_collection(
 ) -> None:
     meter, reader = otel
     reads = 0
-    snapshot = _RunnerSet.snapshot
+    snapshot = RunnerSet.snapshot
 
-    def counting(self: _RunnerSet) -> object:
+    def counting(self: RunnerSet) -> object:
         nonlocal reads
         reads += 1
         return snapshot(self)
 
-    monkeypatch.setattr(_RunnerSet, "snapshot", counting)
+    monkeypatch.setattr(RunnerSet, "snapshot", counting)
     async with trunner.open_sequenced_runner(name="once") as runner:
         TrunnerInstruments(runner, meter=meter)
         numbers(reader)

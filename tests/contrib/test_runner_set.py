@@ -6,27 +6,27 @@ from typing import TYPE_CHECKING
 import trio
 
 import trunner
-from trunner.contrib import _RunnerSet
+from trunner.contrib._runner_set import RunnerSet
 
 if TYPE_CHECKING:
     import pytest
 
-    from trunner.contrib import _RunnerSnapshot
+    from trunner.contrib._runner_set import RunnerSnapshot
 
 
 async def test_runner_set_skips_a_scheduler_removed_during_a_snapshot() -> None:
     async with trunner.open_scheduler() as scheduler:
         scheduler.create_sequenced_runner(name="s")
-        runners = _RunnerSet([scheduler])
+        runners = RunnerSet([scheduler])
         runners.remove(scheduler)
 
-        assert runners._read([scheduler]) == []
+        assert runners.read([scheduler]) == []
 
 
 async def test_runner_set_reads_a_runner_once_when_given_twice() -> None:
     async with trunner.open_scheduler() as scheduler:
         runner = scheduler.create_sequenced_runner(name="both")
-        runners = _RunnerSet([runner, scheduler])
+        runners = RunnerSet([runner, scheduler])
         await runner.run(trio.sleep, 0)
 
         (snapshot,) = runners.snapshot()
@@ -40,12 +40,12 @@ async def test_runner_set_reports_the_last_reading_when_trio_does_not_answer(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with trunner.open_sequenced_runner(name="busy") as runner:
-        runners = _RunnerSet([runner])
-        runners._timeout = 0.05
+        runners = RunnerSet([runner])
+        runners.timeout = 0.05
         await runner.run(trio.sleep, 0)
         (before,) = await trio.to_thread.run_sync(runners.snapshot)
         await runner.run(trio.sleep, 0)
-        readings: list[list[_RunnerSnapshot]] = []
+        readings: list[list[RunnerSnapshot]] = []
 
         reader = threading.Thread(target=lambda: readings.append(runners.snapshot()))
         reader.start()

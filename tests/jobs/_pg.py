@@ -123,7 +123,7 @@ async def _pump(
 async def open_proxy() -> AsyncGenerator[Proxy]:
     proxy = Proxy()
     async with trio.open_nursery() as nursery:
-        proxy._nursery = nursery
+        proxy._nursery = nursery  # pyright: ignore[reportPrivateUsage]  # the test's own proxy
         await proxy.restore()
         try:
             yield proxy

@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# A white-box test: it reads a change feed's queue.
 from __future__ import annotations
 
 import datetime as dt

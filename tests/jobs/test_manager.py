@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# A white-box test: it reads the manager's running jobs.
 from __future__ import annotations
 
 import datetime as dt

@@ -450,7 +450,7 @@ async def test_insert_run_again_counts_its_own_commit(pg: tuple[str, str]) -> No
     try:
         [(first, new)] = await store.insert([job("a")])
         assert new
-        database = store._db
+        database = store._db  # pyright: ignore[reportPrivateUsage]  # white-box: the store's database
         with psycopg.connect(url, autocommit=True) as conn:
             [(again, mine)] = database.insert_again(conn, [job("a")])
             [(other, theirs)] = database.insert_again(conn, [job("a", run_at=5)])

@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# White-box tests: they reach into the stores' databases and connections.
 from __future__ import annotations
 
 import datetime as dt

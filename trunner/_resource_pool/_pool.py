@@ -536,7 +536,7 @@ async def open_pool(
                 nursery,
             )
             try:
-                start_error = await pool._start()
+                start_error = await pool._start()  # pyright: ignore[reportPrivateUsage]  # its opener, in its module
                 if start_error is None:
                     yield pool
                     await pool.stop()

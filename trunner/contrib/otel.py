@@ -39,7 +39,9 @@ from opentelemetry.trace import Status as _Status
 from opentelemetry.trace import StatusCode as _StatusCode
 
 from .. import TaskHooks as _TaskHooks
-from . import _COUNTERS, _GAUGES, _RunnerSet
+from ._runner_set import COUNTERS as _COUNTERS
+from ._runner_set import GAUGES as _GAUGES
+from ._runner_set import RunnerSet as _RunnerSet
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -55,7 +57,7 @@ if _typing.TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
     from .. import Middleware, Scheduler, Summary, TaskHandle, TaskResult, TaskRunner
-    from . import _RunnerSnapshot
+    from ._runner_set import RunnerSnapshot as _RunnerSnapshot
 
     _Measurement = tuple[float, dict[str, str | float]]
     _Extract = Callable[[_RunnerSnapshot], Iterable[_Measurement]]

@@ -42,7 +42,9 @@ from prometheus_client.core import GaugeMetricFamily as _GaugeMetricFamily
 from prometheus_client.core import SummaryMetricFamily as _SummaryMetricFamily
 from prometheus_client.samples import Sample as _Sample
 
-from . import _COUNTERS, _GAUGES, _RunnerSet
+from ._runner_set import COUNTERS as _COUNTERS
+from ._runner_set import GAUGES as _GAUGES
+from ._runner_set import RunnerSet as _RunnerSet
 
 __all__ = ["TrunnerCollector"]
 
@@ -53,7 +55,7 @@ if _typing.TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from .. import Scheduler, Summary, TaskRunner
-    from . import _RunnerSnapshot
+    from ._runner_set import RunnerSnapshot as _RunnerSnapshot
 
 #: The quantiles exported from a `trunner.Summary`, with how to read each one.
 _QUANTILES: _Final = ("0", "0.5", "0.95", "0.99", "1")

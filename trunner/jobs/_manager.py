@@ -15,6 +15,10 @@ next attempt. Submits go through a group commit: concurrent submits share one
 store transaction.
 """
 
+# pyright: reportPrivateUsage=false
+# Open_job_manager sets up the manager and uses the scheduler's nursery; the
+# JobManager split (issue 10) replaces this with a constructor.
+
 from __future__ import annotations
 
 import datetime as dt

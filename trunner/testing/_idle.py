@@ -39,8 +39,8 @@ async def run_until_idle(*runners: TaskRunner) -> None:
             schedulers.append(scheduler)
     while True:
         await trio.testing.wait_all_tasks_blocked()
-        busy = [s for s in schedulers if s._thread_calls]
+        busy = [s for s in schedulers if s._thread_calls]  # pyright: ignore[reportPrivateUsage]  # the testing helpers see the scheduler's thread calls
         if not busy:
             return
         for scheduler in busy:
-            await scheduler._wait_threads_idle()
+            await scheduler._wait_threads_idle()  # pyright: ignore[reportPrivateUsage]  # the testing helpers see the scheduler's thread calls

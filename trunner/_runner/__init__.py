@@ -1,0 +1,22 @@
+"""The parts a runner is made of; `TaskRunner` (``_abc``) is the facade over them.
+
+Like trio's ``Runner``, which holds its ``Deadlines``, ``Instruments`` and
+``EntryQueue`` as objects, a runner holds one object per concern:
+
+- ``_ledger``: the task counters, the live tasks, the duration samples and
+  rates, and the start and end of each task (`Ledger`);
+- ``_timers``: the heap of delayed and repeating tasks and the one timer task
+  that serves it (`TimerHeap`);
+- ``_barriers``: flushes and idle waits (`Barriers`);
+- ``_fanout``: the result subscriptions and what BLOCK subscribers had no room
+  for (`ResultFanout`);
+- ``_environment``: what the scheduler hands each runner: its slot limiter,
+  thread-call accounting, hooks, and the close notification
+  (`RunnerEnvironment`).
+
+The parts never import ``_abc`` or ``_scheduler``: they get callbacks and
+plain values when they are made, and talk through plain-named fields and
+methods. The consumer loops read the parts' fields (hot paths); timers,
+closing, flushes, subscriptions and posts from other threads call their
+methods (cold paths).
+"""

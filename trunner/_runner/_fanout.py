@@ -1,0 +1,146 @@
+"""The result fan-out of a runner: subscriptions, BLOCK backlog, drops.
+
+Every task that ends makes one `TaskResult` when someone listens (an
+``on_finish`` hook or a subscriber); `ResultFanout.publish` offers it to each
+subscription. A `DropPolicy.BLOCK` subscriber without room makes the runner's
+consumer wait before it runs its next task (`ResultFanout.deliver_blocked`);
+results made outside a consumer (tasks skipped at close) are buffered instead.
+"""
+
+# pyright: reportPrivateUsage=false
+# result_of reads the fields of a TaskHandle, the record every part of a runner
+# shares: going through its public properties would cost a call per field on
+# the path of every task that has a listener.
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from .._results import DropPolicy, ResultSubscription, TaskResult
+from .._traits import TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._handle import TaskHandle
+
+_SUCCEEDED: Final = TaskState.SUCCEEDED
+
+# TaskResult is a frozen attrs class; building one through its __init__ costs
+# a keyword call and nine frozen-bypassing setattr calls. Setting its slots
+# through their descriptors is about twice as fast, and gives the same object.
+_new: Final = object.__new__
+_slots: Final = TaskResult.__dict__
+_set_task_id: Final = _slots["task_id"].__set__
+_set_name: Final = _slots["name"].__set__
+_set_state: Final = _slots["state"].__set__
+_set_value: Final = _slots["value"].__set__
+_set_error: Final = _slots["error"].__set__
+_set_queued_at: Final = _slots["queued_at"].__set__
+_set_started_at: Final = _slots["started_at"].__set__
+_set_finished_at: Final = _slots["finished_at"].__set__
+_set_attempts: Final = _slots["attempts"].__set__
+
+
+def result_of(handle: TaskHandle[object], name: str) -> TaskResult:
+    """Return the `TaskResult` of an ended ``handle`` called ``name``."""
+    state = handle._state
+    result: TaskResult = _new(TaskResult)
+    _set_task_id(result, handle._id)
+    _set_name(result, name)
+    _set_state(result, state)
+    if state is _SUCCEEDED:
+        _set_value(result, handle._result)
+        _set_error(result, None)
+    else:
+        _set_value(result, None)
+        _set_error(result, handle._exception())
+    _set_queued_at(result, handle._queued_at)
+    started = getattr(handle, "_started_at", None)
+    _set_started_at(result, started)
+    _set_finished_at(result, handle._finished_at)
+    _set_attempts(result, 0 if started is None else handle._attempts)
+    return result
+
+
+@attrs.define(eq=False)
+class ResultFanout:
+    """The subscriptions to a runner's results."""
+
+    # Whether the runner has closed and its machinery ended: a subscription's
+    # iteration then ends once its buffer is empty.
+    is_closed: Callable[[], bool]
+    # Called when the subscriptions change: the runner re-derives whether
+    # someone must hear of every task's end.
+    changed: Callable[[], None]
+    subscriptions: list[ResultSubscription] = attrs.field(
+        factory=list[ResultSubscription]
+    )
+    # Results a BLOCK subscriber had no room for, delivered by the consumers.
+    blocked: deque[tuple[ResultSubscription, TaskResult]] = attrs.field(
+        factory=deque[tuple[ResultSubscription, TaskResult]]
+    )
+    #: Results subscribers missed because their buffer was full.
+    dropped: int = 0
+
+    def subscribe(self, buffer: int, policy: DropPolicy) -> ResultSubscription:
+        """Add and return a subscription (arguments already checked)."""
+        subscription = ResultSubscription(
+            buffer,
+            policy,
+            unsubscribe=self.unsubscribe,
+            count_dropped=self.count_dropped,
+            source_closed=self.is_closed,
+        )
+        self.subscriptions.append(subscription)
+        self.changed()
+        return subscription
+
+    def unsubscribe(self, subscription: ResultSubscription) -> None:
+        """Remove ``subscription``; idempotent."""
+        if subscription in self.subscriptions:
+            self.subscriptions.remove(subscription)
+        self.changed()
+
+    def count_dropped(self) -> None:
+        """Count one result a subscriber missed."""
+        self.dropped += 1
+
+    def publish(self, result: TaskResult, *, in_consumer: bool) -> None:
+        """Offer ``result`` to every subscription.
+
+        A BLOCK subscriber without room gets it later: from the consumer that
+        ended the task (``in_consumer``), which waits for room before its next
+        task, or else at once, beyond its buffer size.
+        """
+        for subscription in self.subscriptions:
+            if not subscription.offer(result):
+                if in_consumer:
+                    self.blocked.append((subscription, result))
+                else:
+                    subscription.force(result)
+
+    async def deliver_blocked(self) -> None:
+        """Wait until BLOCK subscribers have taken the results they had no room for."""
+        blocked = self.blocked
+        try:
+            while blocked:
+                subscription, result = blocked[0]
+                await subscription.wait_room()
+                if blocked and blocked[0][1] is result:
+                    blocked.popleft()
+                    if not subscription.offer(result):
+                        subscription.force(result)
+        finally:
+            # Cancelled: no result is lost, the subscribers get them all the same.
+            while blocked:
+                subscription, result = blocked.popleft()
+                subscription.force(result)
+
+    def wake(self) -> None:
+        """Wake every subscriber's reader: the runner has closed."""
+        for subscription in self.subscriptions:
+            subscription.wake()
