@@ -14,7 +14,7 @@ nox.options.sessions = ["lint", "typecheck", "tests", "examples", "docs"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ROOT = pathlib.Path(__file__).parent
-EXTRAS = ".[process,jobs,prometheus,otel,service,postgres]"
+EXTRAS = ".[process,jobs,redis,prometheus,otel,service,postgres]"
 
 
 def install_project(session: nox.Session, *groups: str) -> None:

@@ -30,6 +30,7 @@ from ._postgres import PostgresJobStore as PostgresJobStore
 from ._postgres import PostgresWatcher as PostgresWatcher
 from ._registry import HandlerSpec as HandlerSpec
 from ._registry import Registry as Registry
+from ._redis import RedisJobStore as RedisJobStore
 from ._sqlite import SQLiteJobStore as SQLiteJobStore
 from ._store import CompleteResult as CompleteResult
 from ._store import JobEnd as JobEnd

@@ -1,0 +1,208 @@
+"""Redis servers of the tests' own: one with an append-only file, a 3-node cluster.
+
+Started from ``redis-server`` on free ports in a temporary directory, stopped
+(and their files removed) by the caller. Tests that stop, restart or pause a
+server use these, never the shared one at 6379.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import random
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import IO
+
+from .._services import free_port, require_program
+
+
+def _wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():  # type: ignore[operator]
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too."""
+    for _ in range(1000):
+        port = random.randrange(20000, 55000)
+        if _free(port) and _free(port + 10000):
+            return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
+class RedisServer:
+    """A redis-server process of a test's own, with AOF (appendfsync always)."""
+
+    def __init__(
+        self, directory: pathlib.Path, *extra: str, port: int | None = None
+    ) -> None:
+        self.program = require_program("redis-server")
+        self.directory = directory
+        self.port = free_port() if port is None else port
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = self._spawn(log)
+        _wait_until(self._accepting, 10, f"redis-server on {self.port}")
+        # Loading the append-only file: wait until it answers PING with PONG.
+        _wait_until(self._loaded, 10, f"redis-server on {self.port} to load")
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                self.program,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def log(self) -> pathlib.Path:
+        return self.directory / "redis.log"
+
+    def _accepting(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"redis-server on {self.port} exited: {self.log.read_text()[-2000:]}"
+            )
+        return _accepts(self.port)
+
+    def _loaded(self) -> bool:
+        try:
+            out = self.cli("ping")
+        except subprocess.CalledProcessError:
+            return False
+        return out.strip() == "PONG"
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            [
+                require_program("redis-cli"),
+                "-p",
+                str(self.port),
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@contextlib.contextmanager
+def redis_server(directory: pathlib.Path, *extra: str) -> Iterator[RedisServer]:
+    """Run a redis-server of the test's own while the block runs."""
+    server = RedisServer(directory, *extra)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: pathlib.Path, nodes: int = 3) -> Iterator[list[int]]:
+    """Run a Redis Cluster of ``nodes`` masters; yield their ports."""
+    servers = [
+        RedisServer(
+            directory / f"node{i}",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--appendonly",
+            "no",
+            port=cluster_port(),
+        )
+        for i in range(nodes)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        subprocess.run(
+            [
+                require_program("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{server.port}" for server in servers),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        _wait_until(
+            lambda: all(
+                "cluster_state:ok" in server.cli("cluster", "info") for server in servers
+            ),
+            20,
+            "the cluster to be ready",
+        )
+        yield [server.port for server in servers]
+    finally:
+        for server in servers:
+            server.kill()

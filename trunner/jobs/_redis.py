@@ -1,0 +1,737 @@
+"""RedisJobStore: jobs in Redis (one server or a cluster), through coredis.
+
+The driver is imported when a store connects, never when trunner is imported.
+The key layout and the scripts are in `._redis_lua`; records are encoded by
+`._redis_codec`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from typing import TYPE_CHECKING, Any, Final, final
+
+import attrs
+import trio
+
+from .._context import current_scheduler
+from .._errors import NoCurrentSchedulerError
+from .._traits import ShutdownBehavior, TaskTraits
+from .._util import check_duration
+from . import _redis_lua as lua
+from ._errors import SerializationError, StoreError
+from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._redis_codec import (
+    RedisAddress,
+    check_prefix,
+    decode_job,
+    decode_schedule,
+    from_micros,
+    job_fields,
+    micros,
+    optional,
+    parse_url,
+    schedule_json,
+)
+from ._sqlite import with_seq
+from ._store import RenewResult
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Awaitable, Callable, Collection, Sequence
+
+    from .._handle import TaskHandle
+
+logger: Final = logging.getLogger("trunner.jobs")
+
+#: Jobs per script call of an insert; a bigger batch is several calls in one
+#: transaction (MULTI/EXEC), so it stays one atomic step.
+_INSERT_CHUNK: Final = 500
+_CONNECTION_TRAITS: Final = TaskTraits(
+    shutdown_behavior=ShutdownBehavior.CONTINUE_ON_SHUTDOWN
+)
+_STATE_OF: Final = {state.value: state for state in JobState}
+
+
+def from_url(url: str) -> RedisJobStore:
+    """Make a `RedisJobStore` from its URL (for `open_store`)."""
+    return RedisJobStore(url)
+
+
+def _quiet(handle: TaskHandle[object], error: BaseException) -> None:
+    del handle, error  # the connection task's errors reach the caller of connect()
+
+
+@final
+class _Connection:
+    """A connected client, the task that owns it, and the scripts loaded on it."""
+
+    __slots__ = ("client", "closing", "done", "errors", "scripts")
+
+    def __init__(self, client: Any, errors: tuple[type[BaseException], ...]) -> None:
+        self.client = client
+        self.errors = errors
+        self.closing = trio.Event()
+        self.done = trio.Event()
+        self.scripts: dict[str, Any] = {}
+
+    async def serve(self, ready: trio.Event, failure: builtins.list[BaseException]) -> None:
+        """Enter the client (its connection pool's task group) until closing."""
+        try:
+            async with self.client:
+                ready.set()
+                await self.closing.wait()
+        except BaseException as error:
+            failure.append(error)
+            raise
+        finally:
+            ready.set()
+            self.done.set()
+
+
+@final
+class RedisJobStore:
+    """A `JobStore` in Redis: workers on many machines share one store.
+
+    Made unconnected from a URL (`open_store` does the same):
+
+    * ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS;
+    * ``redis+cluster://host:port[,host:port...]``: a Redis Cluster, reached
+      through any of the nodes given;
+    * options: ``?prefix=trunner`` (every key of the store starts with
+      ``{prefix}:``, a Redis Cluster hash tag, so a store lives in one slot)
+      and ``?timeout=5`` (seconds a call, and a connection attempt, may take).
+
+    Every change of a job is one Lua script, atomic on the server: a claim
+    picks due jobs by priority, ``run_at`` and ``seq`` and leases them in one
+    step, so two claims never take the same job. A call returns once Redis
+    has acknowledged it. Redis acknowledges before its disk has the change
+    unless it runs with ``appendonly yes`` and ``appendfsync always``:
+    `connect` logs a warning when the server's configuration can lose
+    acknowledged jobs.
+
+    While Redis is unreachable, every call raises `StoreError` within
+    ``timeout`` seconds; connections dropped by a server restart are made
+    again by the next call.
+
+    The connection lives in a task of the current scheduler
+    (`trunner.current_scheduler`), as `SQLiteJobStore`'s thread does:
+    connect the store inside ``async with trunner.open_scheduler():``
+    (`open_job_manager` opens one). Its time-outs run on trio's clock, so a
+    Redis store cannot be used under an autojumping clock.
+
+    Args:
+        url: the store's URL, as above.
+        prefix: the key prefix, instead of the URL's (default ``trunner``).
+        timeout: seconds a call may take, instead of the URL's (default 5).
+
+    Raises:
+        ValueError: for a malformed URL or option, naming it.
+    """
+
+    __slots__ = ("_address", "_connection", "_lock", "_runner", "_seq_key")
+
+    def __init__(
+        self, url: str, *, prefix: str | None = None, timeout: float | None = None
+    ) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {url!r}")
+        address = parse_url(url)
+        _require_driver()
+        if prefix is not None:
+            address = attrs.evolve(address, prefix=check_prefix(prefix))
+        if timeout is not None:
+            address = attrs.evolve(
+                address, timeout=check_duration("timeout", timeout, allow_zero=False)
+            )
+        self._address = address
+        self._seq_key = f"{{{address.prefix}}}:seq"
+        self._connection: _Connection | None = None
+        self._runner: Any = None
+        self._lock = trio.Lock()
+
+    def __repr__(self) -> str:
+        state = "connected" if self._connection is not None else "not connected"
+        return f"<RedisJobStore {self._address.describe()} {state}>"
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix: every key of the store starts with ``{prefix}:``."""
+        return self._address.prefix
+
+    @property
+    def key_prefix(self) -> str:
+        """The text every key of the store starts with: ``{prefix}:``."""
+        return f"{{{self._address.prefix}}}:"
+
+    # ------------------------------------------------------------ connection
+
+    def _make_client(self) -> tuple[Any, tuple[type[BaseException], ...]]:
+        import anyio
+        import coredis
+        import coredis.exceptions
+
+        address = self._address
+        options: dict[str, Any] = {
+            "username": address.username,
+            "password": address.password,
+            "connect_timeout": address.timeout,
+            "stream_timeout": address.timeout,
+            "decode_responses": False,
+        }
+        if address.tls:
+            options["ssl"] = True
+        if address.cluster:
+            nodes = [coredis.connection.TCPLocation(h, p) for h, p in address.nodes]
+            client: Any = coredis.RedisCluster(startup_nodes=nodes, **options)
+        else:
+            ((host, port),) = address.nodes
+            client = coredis.Redis(
+                host=host, port=port, db=address.db, pool_timeout=address.timeout, **options
+            )
+        errors: tuple[type[BaseException], ...] = (
+            coredis.exceptions.RedisError,
+            OSError,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            anyio.EndOfStream,
+            RuntimeError,  # a pool whose task has ended
+        )
+        return client, errors
+
+    async def connect(self) -> None:
+        """Connect to Redis and check that it answers. Idempotent.
+
+        Must run inside an open scheduler: the connection pool lives in a task
+        of `trunner.current_scheduler`, ended by `disconnect` or at the latest
+        with the scheduler. Logs one warning if the server can lose
+        acknowledged writes (not ``appendonly yes`` with ``appendfsync
+        always``).
+
+        Raises:
+            NoCurrentSchedulerError: outside any scheduler.
+            StoreError: if Redis does not answer within the timeout.
+            ImportError: if coredis is not installed (``trunner[redis]``).
+        """
+        async with self._lock:
+            if self._connection is not None:
+                await trio.lowlevel.checkpoint()
+                return
+            try:
+                scheduler = current_scheduler()
+            except NoCurrentSchedulerError:
+                raise NoCurrentSchedulerError(
+                    "RedisJobStore.connect() needs an open scheduler, for the task "
+                    "its connections live in; connect the store inside "
+                    "'async with trunner.open_scheduler():' (open_job_manager "
+                    "opens one)"
+                ) from None
+            client, errors = self._make_client()
+            connection = _Connection(client, errors)
+            # Cancelled when the scheduler closes, if nobody disconnected first.
+            runner = scheduler.create_sequenced_runner(
+                name=f"redis-store:{self._address.describe()}",
+                traits=_CONNECTION_TRAITS,
+                on_error=_quiet,
+            )
+            ready = trio.Event()
+            failure: builtins.list[BaseException] = []
+            runner.post_task(connection.serve, ready, failure)
+            try:
+                await ready.wait()
+                if failure:
+                    raise StoreError(
+                        f"cannot connect to {self._address.describe()}: {failure[0]}"
+                    ) from failure[0]
+                for name in _SCRIPTS:
+                    connection.scripts[name] = client.register_script(
+                        getattr(lua, name)
+                    )
+                self._connection = connection
+                await self._call("ping", client.ping)
+                await self._check_durability(client)
+            except BaseException:
+                self._connection = None
+                connection.closing.set()
+                with trio.CancelScope(shield=True):
+                    await connection.done.wait()
+                    await runner.aclose()
+                raise
+            self._runner = runner
+
+    async def _check_durability(self, client: Any) -> None:
+        try:
+            if self._address.cluster:
+                config = await self._call("config get", self._cluster_config, client)
+            else:
+                config = await self._call(
+                    "config get", client.config_get, ["appendonly", "appendfsync"]
+                )
+        except StoreError as error:
+            logger.warning(
+                "could not read the durability settings of %s (%s): acknowledged "
+                "jobs may be lost on a crash unless it runs with 'appendonly yes' "
+                "and 'appendfsync always'",
+                self._address.describe(),
+                error,
+            )
+            return
+        settings = {_text(k): _text(v) for k, v in dict(config).items()}
+        if settings.get("appendonly") != "yes" or settings.get("appendfsync") != "always":
+            logger.warning(
+                "Redis at %s runs with appendonly=%s, appendfsync=%s: it acknowledges "
+                "writes before they reach its disk, so a crash of the server can lose "
+                "acknowledged jobs; run it with 'appendonly yes' and "
+                "'appendfsync always' to make every acknowledged job durable",
+                self._address.describe(),
+                settings.get("appendonly", "?"),
+                settings.get("appendfsync", "?"),
+            )
+
+    async def _cluster_config(self, client: Any) -> Any:
+        """Read the durability settings of the node that holds the store's slot."""
+        import coredis
+
+        slot = int(await client.cluster_keyslot(self._seq_key))
+        host, port = self._address.nodes[0]
+        for shard in await client.cluster_shards():
+            ranges = shard[b"slots"]
+            if any(
+                ranges[i] <= slot <= ranges[i + 1] for i in range(0, len(ranges), 2)
+            ):
+                for node in shard[b"nodes"]:
+                    if node[b"role"] == b"master":
+                        host = _text(node.get(b"endpoint") or node[b"ip"])
+                        port = int(node[b"port"])
+        address = self._address
+        async with coredis.Redis(
+            host=host,
+            port=port,
+            username=address.username,
+            password=address.password,
+            ssl=address.tls,
+            connect_timeout=address.timeout,
+            stream_timeout=address.timeout,
+        ) as single:
+            return await single.config_get(["appendonly", "appendfsync"])
+
+    async def disconnect(self) -> None:
+        """Close the connections. Idempotent; the store may be connected again."""
+        async with self._lock:
+            connection, runner = self._connection, self._runner
+            self._connection = self._runner = None
+            if connection is None:
+                await trio.lowlevel.checkpoint()
+                return
+            connection.closing.set()
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(self._address.timeout):
+                    await connection.done.wait()
+                runner.shutdown()
+                await runner.aclose()
+
+    # ------------------------------------------------------------ calls
+
+    def _not_connected(self) -> StoreError:
+        return StoreError(
+            f"{self!r}: connect it first with 'await store.connect()' "
+            "(a JobManager connects its store on entry)"
+        )
+
+    async def _call(
+        self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Await ``fn(*args, **kwargs)``, bounded by the timeout; errors -> StoreError."""
+        connection = self._connection
+        if connection is None:
+            await trio.lowlevel.checkpoint()
+            raise self._not_connected()
+        try:
+            with trio.fail_after(self._address.timeout):
+                return await fn(*args, **kwargs)
+        except trio.TooSlowError as error:
+            raise StoreError(
+                f"Redis at {self._address.describe()} did not answer {what} within "
+                f"{self._address.timeout} s"
+            ) from error
+        except connection.errors as error:
+            raise StoreError(
+                f"Redis at {self._address.describe()} failed {what}: {error}"
+            ) from error
+
+    async def _script(self, name: str, *args: str | int) -> Any:
+        connection = self._connection
+        if connection is None:
+            await trio.lowlevel.checkpoint()
+            raise self._not_connected()
+        script = connection.scripts[name]
+        return await self._call(
+            name.lower(),
+            script,
+            keys=[self._seq_key],
+            args=[self.key_prefix, *args],
+        )
+
+    # ------------------------------------------------------------ jobs
+
+    async def insert(
+        self, jobs: Sequence[JobRecord]
+    ) -> builtins.list[tuple[JobRecord, bool]]:
+        """Insert ``jobs`` in one atomic step; see `JobStore.insert`.
+
+        The whole batch is one script call (a transaction of several for a big
+        batch): a group commit in one round trip.
+        """
+        chunks: builtins.list[builtins.list[str]] = []
+        args: builtins.list[str] = []
+        count = 0
+        for job in jobs:
+            fields = job_fields(job)
+            args += (job.id, job.state.value, str(len(fields) // 2), *fields)
+            count += 1
+            if count == _INSERT_CHUNK:
+                chunks.append(args)
+                args, count = [], 0
+        if args:
+            chunks.append(args)
+        if not chunks:
+            await self._nothing()
+            return []
+        if len(chunks) == 1:
+            replies = await self._script("INSERT", *chunks[0])
+        else:
+            replies = await self._insert_chunks(chunks)
+        results: builtins.list[tuple[JobRecord, bool]] = []
+        for job, reply in zip(jobs, replies, strict=True):
+            if isinstance(reply, int):
+                results.append((with_seq(job, reply), True))
+            else:
+                results.append((decode_job(reply), False))
+        return results
+
+    async def _insert_chunks(self, chunks: builtins.list[builtins.list[str]]) -> Any:
+        connection = self._connection
+        if connection is None:
+            await trio.lowlevel.checkpoint()
+            raise self._not_connected()
+        script = connection.scripts["INSERT"]
+        replies: builtins.list[Any] = []
+
+        async def run() -> None:
+            async with connection.client.pipeline(transaction=True) as pipe:
+                requests = [
+                    script(keys=[self._seq_key], args=[self.key_prefix, *chunk], client=pipe)
+                    for chunk in chunks
+                ]
+            for request in requests:
+                replies.extend(await request)
+
+        await self._call("insert", run)
+        return replies
+
+    async def _nothing(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._connection is None:
+            raise self._not_connected()
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Return the job with that id, or None.
+
+        Raises:
+            SerializationError: if its hash is corrupted.
+        """
+        connection = self._connection
+        if connection is None:
+            await trio.lowlevel.checkpoint()
+            raise self._not_connected()
+        flat = await self._call(
+            "get", connection.client.hgetall, f"{self.key_prefix}job:{job_id}"
+        )
+        if not flat:
+            return None
+        if isinstance(flat, dict):
+            flat = [item for pair in flat.items() for item in pair]
+        return decode_job(flat)
+
+    async def list(
+        self,
+        *,
+        state: JobState | None = None,
+        handler: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[JobRecord]:
+        """Return jobs, newest (highest ``seq``) first; corrupted ones left out."""
+        _check_bound("limit", limit)
+        _check_bound("offset", offset)
+        replies = await self._script(
+            "LIST",
+            "" if state is None else state.value,
+            "" if handler is None else handler,
+            offset,
+            limit,
+        )
+        return self._readable(replies)
+
+    def _readable(self, replies: Sequence[Sequence[bytes]]) -> builtins.list[JobRecord]:
+        records: builtins.list[JobRecord] = []
+        for flat in replies:
+            try:
+                records.append(decode_job(flat))
+            except SerializationError as error:
+                logger.warning("skipping a job: %s", error)
+        return records
+
+    async def counts(self) -> dict[JobState, int]:
+        """Return how many jobs there are in each state (every state present)."""
+        sizes = await self._script("COUNTS")
+        return {_STATE_OF[name]: int(size) for name, size in zip(lua.STATES, sizes)}
+
+    async def claim(
+        self,
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> builtins.list[JobRecord]:
+        """Take up to ``limit`` due jobs for ``worker``; see `JobStore.claim`.
+
+        One script picks and leases them. A claimed job whose hash is
+        corrupted fails at once (FAILED, with the reason), alone.
+        """
+        names = _names(handlers)
+        if limit <= 0 or names == ():
+            await self._nothing()
+            return []
+        now_text = micros(now)
+        replies = await self._script(
+            "CLAIM", worker, now_text, micros(lease_until), limit, *(names or ())
+        )
+        taken: builtins.list[JobRecord] = []
+        for flat in replies:
+            try:
+                taken.append(decode_job(flat))
+            except SerializationError as error:
+                await self._fail_corrupted(flat, worker, now_text, error)
+        return taken
+
+    async def _fail_corrupted(
+        self, flat: Sequence[bytes], worker: str, now: str, error: SerializationError
+    ) -> None:
+        fields = dict(zip(flat[::2], flat[1::2], strict=False))
+        job_id = fields.get(b"id")
+        logger.error("failing a claimed job: %s", error)
+        if job_id is None:
+            return
+        await self._script(
+            "COMPLETE",
+            job_id.decode(errors="surrogateescape"),
+            worker,
+            "failed",
+            now,
+            "",
+            optional(str(error)),
+        )
+
+    async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
+        """Return the earliest ``run_at`` among PENDING jobs of ``handlers``."""
+        names = _names(handlers)
+        if names == ():
+            await self._nothing()
+            return None
+        due = await self._script("NEXT_DUE", *(names or ()))
+        return None if not due else from_micros(due)
+
+    async def renew(
+        self, *, worker: str, job_ids: Collection[str], lease_until: dt.datetime
+    ) -> RenewResult:
+        """Extend, in one script, the leases of ``job_ids`` that ``worker`` holds."""
+        ids = builtins.list(dict.fromkeys(job_ids))
+        if not ids:
+            await self._nothing()
+            return RenewResult(held=frozenset(), cancel_requested=frozenset())
+        held, cancel = await self._script("RENEW", worker, micros(lease_until), *ids)
+        return RenewResult(
+            held=frozenset(_text(i) for i in held),
+            cancel_requested=frozenset(_text(i) for i in cancel),
+        )
+
+    async def complete(
+        self,
+        job_id: str,
+        *,
+        worker: str,
+        state: JobState,
+        finished_at: dt.datetime,
+        result: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """End a job that ``worker`` holds; see `JobStore.complete`.
+
+        Raises:
+            ValueError: if ``state`` is not a finished state.
+        """
+        if state not in FINISHED_STATES:
+            raise ValueError(
+                f"a job completes as succeeded, failed or cancelled, not {state}"
+            )
+        done = await self._script(
+            "COMPLETE",
+            job_id,
+            worker,
+            state.value,
+            micros(finished_at),
+            optional(result),
+            optional(error),
+        )
+        return bool(done)
+
+    async def requeue(
+        self,
+        job_id: str,
+        *,
+        worker: str,
+        run_at: dt.datetime,
+        error: str | None,
+        now: dt.datetime,
+    ) -> bool:
+        """Make a held job PENDING again, due at ``run_at``; the attempt counts."""
+        done = await self._script(
+            "REQUEUE", job_id, worker, micros(run_at), optional(error), micros(now)
+        )
+        return bool(done)
+
+    async def release(self, job_id: str, *, worker: str, now: dt.datetime) -> bool:
+        """Hand a held job back, PENDING; the attempt does not count."""
+        done = await self._script("RELEASE", job_id, worker, micros(now))
+        return bool(done)
+
+    async def expire_leases(self, *, now: dt.datetime) -> builtins.list[JobRecord]:
+        """Take back RUNNING jobs whose lease ended before ``now``, by ``seq``."""
+        replies = await self._script("EXPIRE", micros(now))
+        return self._readable(replies)
+
+    async def request_cancel(
+        self, job_id: str, *, now: dt.datetime
+    ) -> JobRecord | None:
+        """Ask for a job to be cancelled; see `JobStore.request_cancel`."""
+        flat = await self._script("REQUEST_CANCEL", job_id, micros(now))
+        return decode_job(flat) if flat else None
+
+    async def reset(self, job_id: str, *, now: dt.datetime) -> JobRecord | None:
+        """Put a FAILED or CANCELLED job back to PENDING with fresh attempts."""
+        flat = await self._script("RESET", job_id, micros(now))
+        return decode_job(flat) if flat else None
+
+    async def purge(
+        self,
+        *,
+        finished_before: dt.datetime | None = None,
+        keep_latest: int | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> int:
+        """Delete finished jobs; see `JobStore.purge`.
+
+        Jobs are ranked for ``keep_latest`` by ``finished_at`` (a job without
+        one counts as the oldest), then by ``seq``.
+        """
+        if keep_latest is not None:
+            _check_bound("keep_latest", keep_latest)
+        wanted = FINISHED_STATES if states is None else FINISHED_STATES & set(states)
+        if not wanted:
+            await self._nothing()
+            return 0
+        count = await self._script(
+            "PURGE",
+            "" if finished_before is None else micros(finished_before),
+            "" if keep_latest is None else str(keep_latest),
+            *sorted(state.value for state in wanted),
+        )
+        return int(count)
+
+    # ------------------------------------------------------------ schedules
+
+    async def put_schedule(self, schedule: ScheduleRecord) -> None:
+        """Store ``schedule``, replacing one of the same name."""
+        await self._script(
+            "PUT_SCHEDULE",
+            schedule.name,
+            schedule_json(schedule),
+            micros(schedule.next_run_at),
+        )
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete the schedule ``name``; return whether it existed."""
+        return bool(await self._script("DELETE_SCHEDULE", name))
+
+    async def list_schedules(self) -> builtins.list[ScheduleRecord]:
+        """Return every schedule, by name (corrupted ones left out and logged)."""
+        texts, nexts = await self._script("LIST_SCHEDULES")
+        next_by_name = dict(zip(nexts[::2], nexts[1::2], strict=True))
+        schedules: builtins.list[ScheduleRecord] = []
+        for name, text in sorted(zip(texts[::2], texts[1::2], strict=True)):
+            try:
+                schedules.append(
+                    decode_schedule(name, text, next_by_name.get(name, b""))
+                )
+            except SerializationError as error:
+                logger.warning("skipping a schedule: %s", error)
+        return schedules
+
+    async def advance_schedule(
+        self, name: str, *, expected: dt.datetime, next_run_at: dt.datetime
+    ) -> bool:
+        """Move a schedule's ``next_run_at`` from ``expected`` (compare-and-set)."""
+        done = await self._script(
+            "ADVANCE_SCHEDULE", name, micros(expected), micros(next_run_at)
+        )
+        return bool(done)
+
+
+_SCRIPTS: Final = (
+    "INSERT",
+    "CLAIM",
+    "NEXT_DUE",
+    "RENEW",
+    "COMPLETE",
+    "REQUEUE",
+    "RELEASE",
+    "EXPIRE",
+    "REQUEST_CANCEL",
+    "RESET",
+    "PURGE",
+    "LIST",
+    "COUNTS",
+    "PUT_SCHEDULE",
+    "DELETE_SCHEDULE",
+    "ADVANCE_SCHEDULE",
+    "LIST_SCHEDULES",
+)
+
+
+def _require_driver() -> None:
+    try:
+        import coredis  # noqa: F401
+    except ModuleNotFoundError as error:
+        if error.name != "coredis":
+            raise
+        raise ModuleNotFoundError(
+            "RedisJobStore needs the coredis driver: pip install 'trunner[redis]'",
+            name="coredis",
+        ) from None
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _names(handlers: Collection[str] | None) -> tuple[str, ...] | None:
+    return None if handlers is None else tuple(dict.fromkeys(handlers))
+
+
+def _check_bound(name: str, value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
