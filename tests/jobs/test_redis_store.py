@@ -79,8 +79,8 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture(autouse=True)
-def _collect_driver_garbage() -> Iterator[None]:
+@pytest.fixture
+def collect_driver_garbage() -> Iterator[None]:
     yield
     gc.collect()
 
@@ -105,6 +105,7 @@ async def test_check_job_store(check: str) -> None:
             await delete_prefix(url, prefix)
 
 
+@pytest.mark.usefixtures("collect_driver_garbage")
 async def test_check_job_store_on_a_cluster(cluster_ports: list[int]) -> None:
     nodes = ",".join(f"127.0.0.1:{port}" for port in cluster_ports[:2])
     # Several prefixes: their stores land in different slots, on different nodes.
@@ -114,6 +115,7 @@ async def test_check_job_store_on_a_cluster(cluster_ports: list[int]) -> None:
         )
 
 
+@pytest.mark.usefixtures("collect_driver_garbage")
 async def test_cluster_keys_share_one_slot(cluster_ports: list[int]) -> None:
     import coredis
 
@@ -258,6 +260,7 @@ async def test_durability_warning(
     assert "appendfsync=everysec" in warnings[0].getMessage()
 
 
+@pytest.mark.usefixtures("collect_driver_garbage")
 async def test_unreachable_fails_fast(tmp_path: pathlib.Path) -> None:
     server = RedisServer(tmp_path)  # never started: nothing listens on its port
     async with trunner.open_scheduler():
@@ -269,6 +272,7 @@ async def test_unreachable_fails_fast(tmp_path: pathlib.Path) -> None:
         assert "not connected" in repr(store)
 
 
+@pytest.mark.usefixtures("collect_driver_garbage")
 async def test_outage_and_restart(tmp_path: pathlib.Path) -> None:
     """Calls fail with StoreError while Redis is down, and work again after."""
     with redis_server(tmp_path) as server:
@@ -296,11 +300,11 @@ async def test_outage_and_restart(tmp_path: pathlib.Path) -> None:
 async def test_paused_server_times_out(tmp_path: pathlib.Path) -> None:
     with redis_server(tmp_path) as server:
         async with trunner.open_scheduler():
-            store = RedisJobStore(server.url, timeout=0.5)
+            store = RedisJobStore(server.url, timeout=0.3)
             await store.connect()
             try:
                 await store.insert([job("a")])
-                server.cli("client", "pause", "3000", "all")
+                server.cli("client", "pause", "1500", "all")
                 start = time.monotonic()
                 with pytest.raises(StoreError, match="did not answer"):
                     await store.get("a")

@@ -8,6 +8,7 @@ The key layout and the scripts are in `._redis_lua`; records are encoded by
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -34,13 +35,21 @@ from ._redis_codec import (
     schedule_json,
 )
 from ._sqlite import with_seq
-from ._store import RenewResult
+from ._redis_watch import RedisWatcher
+from ._store import CompleteResult, RenewResult
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        Awaitable,
+        Callable,
+        Collection,
+        Sequence,
+    )
 
     from .._handle import TaskHandle
+    from ._store import JobEnd
 
 logger: Final = logging.getLogger("trunner.jobs")
 
@@ -535,6 +544,90 @@ class RedisJobStore:
             optional(str(error)),
         )
 
+    async def complete_and_claim(
+        self,
+        ends: Sequence[JobEnd],
+        *,
+        worker: str,
+        handlers: Collection[str] | None,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int,
+    ) -> CompleteResult:
+        """End ``ends``, then claim: one script, one round trip; see `JobStore`."""
+        names = _names(handlers)
+        if names == ():
+            limit = 0
+        if not ends and limit <= 0:
+            await self._nothing()
+            return CompleteResult((), ())
+        args: builtins.list[str | int] = [
+            worker,
+            micros(now),
+            micros(lease_until),
+            max(limit, 0),
+            len(ends),
+        ]
+        for end in ends:
+            if end.state is not JobState.PENDING:
+                kind = "f"
+            elif end.run_at is None:
+                kind = "l"
+            else:
+                kind = "r"
+            args += (
+                end.job_id,
+                kind,
+                end.state.value,
+                micros(end.at),
+                "" if end.run_at is None else micros(end.run_at),
+                optional(end.result),
+                optional(end.error),
+            )
+        ended, replies = await self._script(
+            "COMPLETE_AND_CLAIM", *args, *(names or ())
+        )
+        claimed: builtins.list[JobRecord] = []
+        for flat in replies:
+            try:
+                claimed.append(decode_job(flat))
+            except SerializationError as error:
+                await self._fail_corrupted(flat, worker, micros(now), error)
+        return CompleteResult(tuple(bool(flag) for flag in ended), tuple(claimed))
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AsyncGenerator[RedisWatcher]:
+        """Subscribe to the store's wake-up channel for the ``async with`` block.
+
+        Every script that makes a job PENDING (from any process) publishes on
+        ``{prefix}:wake``; the watcher hears it at once. ``handlers`` is
+        ignored: every arrival wakes. The subscription has a connection of its
+        own, made again (with one spurious wake-up) after a Redis restart.
+
+        Raises:
+            StoreError: if the store is not connected, or the subscription is
+                not in place within the timeout.
+        """
+        del handlers
+        connection = self._connection
+        if connection is None:
+            await trio.lowlevel.checkpoint()
+            raise self._not_connected()
+        client = connection.client
+        watcher = RedisWatcher(
+            lambda: client.pubsub(retry_policy=None), f"{self.key_prefix}wake"
+        )
+        what = self._address.describe()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watcher.listen, what)
+            try:
+                await watcher.subscribed(self._address.timeout, what)
+                yield watcher
+            finally:
+                nursery.cancel_scope.cancel()
+
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         """Return the earliest ``run_at`` among PENDING jobs of ``handlers``."""
         names = _names(handlers)
@@ -696,6 +789,7 @@ _SCRIPTS: Final = (
     "NEXT_DUE",
     "RENEW",
     "COMPLETE",
+    "COMPLETE_AND_CLAIM",
     "REQUEUE",
     "RELEASE",
     "EXPIRE",

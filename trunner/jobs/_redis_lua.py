@@ -19,7 +19,7 @@ braces make the prefix a Redis Cluster hash tag, so a store lives in one slot):
   unknown);
 * ``P sched`` and ``P sched_next``: schedules (JSON, without ``next_run_at``)
   and their ``next_run_at`` (microseconds, compared as text by the CAS);
-* ``P wake``: the wake-up list idle workers block on (a few tokens at most).
+* ``P wake``: the channel that wakes idle workers (`RedisJobStore.watch`).
 
 Every script takes ``KEYS[1]`` = ``P seq`` (it routes the call to the store's
 slot on a cluster) and ``ARGV[1]`` = ``P``; the other keys it touches are in
@@ -85,15 +85,9 @@ local function move(id, key, old, seq, state, sets, dels)
   if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
   enter(id, key, state, seq)
 end
--- Wake idle workers: a few tokens on the wake-up list (never a long list).
+-- Wake the watchers (`RedisJobStore.watch`): one message per script at most.
 local function wake()
-  if woken > 0 then
-    local n = math.min(woken, 8)
-    local tokens = {}
-    for i = 1, n do tokens[i] = '1' end
-    redis.call('LPUSH', P .. 'wake', unpack(tokens))
-    redis.call('LTRIM', P .. 'wake', 0, 31)
-  end
+  if woken > 0 then redis.call('PUBLISH', P .. 'wake', '1') end
 end
 -- The job ``id`` if ``worker`` holds it: its key and state fields, or nil.
 local function held(id, worker)
@@ -102,6 +96,86 @@ local function held(id, worker)
     'attempts', 'max_attempts')
   if f[1] ~= 'running' or f[2] ~= worker then return nil end
   return key, f
+end
+-- The three ways a held attempt ends; each returns 1 if the worker held it.
+local function finish(id, worker, state, at, result, err)
+  local key, f = held(id, worker)
+  if not key then return 0 end
+  local sets, dels = {'finished_at', at}, {'lease_until'}
+  for j, v in ipairs({result, err}) do
+    local name = j == 1 and 'result' or 'error'
+    if v == '' then dels[#dels + 1] = name
+    else sets[#sets + 1] = name; sets[#sets + 1] = string.sub(v, 2) end
+  end
+  move(id, key, 'running', f[3], state, sets, dels)
+  return 1
+end
+local function requeue(id, worker, run_at, err, now)
+  local key, f = held(id, worker)
+  if not key then return 0 end
+  local sets, dels = {}, {'lease_until'}
+  if err == '' then dels[#dels + 1] = 'error'
+  else sets = {'error', string.sub(err, 2)} end
+  if f[4] then
+    sets[#sets + 1] = 'finished_at'; sets[#sets + 1] = now
+    move(id, key, 'running', f[3], 'cancelled', sets, dels)
+  else
+    sets[#sets + 1] = 'run_at'; sets[#sets + 1] = run_at
+    move(id, key, 'running', f[3], 'pending', sets, dels)
+  end
+  return 1
+end
+local function release(id, worker, now)
+  local key, f = held(id, worker)
+  if not key then return 0 end
+  if f[4] then
+    move(id, key, 'running', f[3], 'cancelled', {'finished_at', now}, {'lease_until'})
+  else
+    local attempts = math.max((tonumber(f[5]) or 1) - 1, 0)
+    move(id, key, 'running', f[3], 'pending', {'attempts', attempts}, {'lease_until'})
+  end
+  return 1
+end
+-- Take up to ``limit`` due jobs of ``handlers`` (nil: all) for ``worker``.
+local function claim(worker, now, lease, limit, handlers)
+  local out = {}
+  if limit <= 0 then return out end
+  if handlers == nil then handlers = redis.call('SMEMBERS', P .. 'handlers') end
+  local cands = {}
+  for _, h in ipairs(handlers) do
+    for _, prio in ipairs(redis.call('SMEMBERS', P .. 'prios:' .. h)) do
+      local q = P .. 'q:' .. prio .. ':' .. h
+      local items = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+        limit)
+      local p = tonumber(prio) or 0
+      for j = 1, #items, 2 do
+        cands[#cands + 1] = {-p, tonumber(items[j + 1]), items[j], q}
+      end
+    end
+  end
+  table.sort(cands, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[3] < b[3]
+  end)
+  for k = 1, math.min(limit, #cands) do
+    local c = cands[k]
+    local member = c[3]
+    local id = string.sub(member, 17)
+    local key = jkey(id)
+    local seq = tonumber(string.sub(member, 1, 16))
+    redis.call('ZREM', c[4], member)
+    if redis.call('HGET', key, 'state') == 'pending' then
+      leave(id, key, 'pending', seq)
+      local attempts = (tonumber(redis.call('HGET', key, 'attempts')) or 0) + 1
+      redis.call('HSET', key, 'state', 'running', 'worker', worker, 'lease_until', lease,
+        'started_at', now, 'attempts', attempts)
+      redis.call('HDEL', key, 'cancel_requested')
+      enter(id, key, 'running', seq)
+      out[#out + 1] = redis.call('HGETALL', key)
+    end
+  end
+  return out
 end
 """
 
@@ -138,54 +212,45 @@ return out
 CLAIM: Final = (
     _COMMON
     + """
-local worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local handlers = {}
+local handlers = nil
 if #ARGV > 5 then
+  handlers = {}
   for i = 6, #ARGV do handlers[#handlers + 1] = ARGV[i] end
-else
-  handlers = redis.call('SMEMBERS', P .. 'handlers')
 end
-local cands = {}
-for _, h in ipairs(handlers) do
-  for _, prio in ipairs(redis.call('SMEMBERS', P .. 'prios:' .. h)) do
-    local q = P .. 'q:' .. prio .. ':' .. h
-    local items = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0,
-      limit + 1)
-    local p = tonumber(prio) or 0
-    for j = 1, #items, 2 do
-      cands[#cands + 1] = {-p, tonumber(items[j + 1]), items[j], q}
-    end
+return claim(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), handlers)
+"""
+)
+
+#: ARGV: P, worker, now, lease_until, limit, the number of ends, then per end
+#: (7 values): id, kind ('f' finished, 'r' retry, 'l' release), state, at,
+#: run_at, result and error (each '' = none, else 'v' .. text); then the
+#: handlers (none: all). Returns {1/0 per end, the claimed jobs' HGETALLs}.
+COMPLETE_AND_CLAIM: Final = (
+    _COMMON
+    + """
+local worker, now, lease, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
+local ended = {}
+for e = 0, n - 1 do
+  local i = 7 + 7 * e
+  local id, kind, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  if kind == 'f' then
+    ended[#ended + 1] = finish(id, worker, ARGV[i + 2], at, ARGV[i + 5], ARGV[i + 6])
+  elseif kind == 'r' then
+    ended[#ended + 1] = requeue(id, worker, ARGV[i + 4], ARGV[i + 6], at)
+  else
+    ended[#ended + 1] = release(id, worker, at)
   end
 end
-table.sort(cands, function(a, b)
-  if a[1] ~= b[1] then return a[1] < b[1] end
-  if a[2] ~= b[2] then return a[2] < b[2] end
-  return a[3] < b[3]
-end)
-local out = {}
-for k = 1, math.min(limit, #cands) do
-  local c = cands[k]
-  local member = c[3]
-  local id = string.sub(member, 17)
-  local key = jkey(id)
-  local seq = tonumber(string.sub(member, 1, 16))
-  redis.call('ZREM', c[4], member)
-  if redis.call('HGET', key, 'state') == 'pending' then
-    leave(id, key, 'pending', seq)
-    local attempts = (tonumber(redis.call('HGET', key, 'attempts')) or 0) + 1
-    redis.call('HSET', key, 'state', 'running', 'worker', worker, 'lease_until', lease,
-      'started_at', now, 'attempts', attempts)
-    redis.call('HDEL', key, 'cancel_requested')
-    enter(id, key, 'running', seq)
-    out[#out + 1] = redis.call('HGETALL', key)
-  end
+local handlers = nil
+local first = 7 + 7 * n
+if #ARGV >= first then
+  handlers = {}
+  for i = first, #ARGV do handlers[#handlers + 1] = ARGV[i] end
 end
--- More due jobs than taken: pass the word on to another idle worker.
-if #cands > limit then
-  woken = 1
-  wake()
-end
-return out
+local claimed = claim(worker, now, lease, limit, handlers)
+wake()
+return {ended, claimed}
 """
 )
 
@@ -238,17 +303,7 @@ return {kept, cancel}
 COMPLETE: Final = (
     _COMMON
     + """
-local id, worker, state, finished = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local key, f = held(id, worker)
-if not key then return 0 end
-local sets, dels = {'finished_at', finished}, {'lease_until'}
-for j, name in ipairs({'result', 'error'}) do
-  local v = ARGV[5 + j]
-  if v == '' then dels[#dels + 1] = name
-  else sets[#sets + 1] = name; sets[#sets + 1] = string.sub(v, 2) end
-end
-move(id, key, 'running', f[3], state, sets, dels)
-return 1
+return finish(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 """
 )
 
@@ -257,21 +312,9 @@ return 1
 REQUEUE: Final = (
     _COMMON
     + """
-local id, worker, run_at, err, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local key, f = held(id, worker)
-if not key then return 0 end
-local sets, dels = {}, {'lease_until'}
-if err == '' then dels[#dels + 1] = 'error'
-else sets = {'error', string.sub(err, 2)} end
-if f[4] then
-  sets[#sets + 1] = 'finished_at'; sets[#sets + 1] = now
-  move(id, key, 'running', f[3], 'cancelled', sets, dels)
-else
-  sets[#sets + 1] = 'run_at'; sets[#sets + 1] = run_at
-  move(id, key, 'running', f[3], 'pending', sets, dels)
-end
+local done = requeue(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 wake()
-return 1
+return done
 """
 )
 
@@ -279,17 +322,9 @@ return 1
 RELEASE: Final = (
     _COMMON
     + """
-local id, worker, now = ARGV[2], ARGV[3], ARGV[4]
-local key, f = held(id, worker)
-if not key then return 0 end
-if f[4] then
-  move(id, key, 'running', f[3], 'cancelled', {'finished_at', now}, {'lease_until'})
-else
-  local attempts = math.max((tonumber(f[5]) or 1) - 1, 0)
-  move(id, key, 'running', f[3], 'pending', {'attempts', attempts}, {'lease_until'})
-end
+local done = release(ARGV[2], ARGV[3], ARGV[4])
 wake()
-return 1
+return done
 """
 )
 
