@@ -8,15 +8,17 @@ server use these, never the shared one at 6379.
 from __future__ import annotations
 
 import contextlib
-import pathlib
 import random
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .._services import free_port, require_program
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Generator
 
 
 def _wait_until(check: object, timeout: float, what: str) -> None:
@@ -152,7 +154,7 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(directory: pathlib.Path, *extra: str) -> Iterator[RedisServer]:
+def redis_server(directory: pathlib.Path, *extra: str) -> Generator[RedisServer]:
     """Run a redis-server of the test's own while the block runs."""
     server = RedisServer(directory, *extra)
     server.start()
@@ -163,7 +165,7 @@ def redis_server(directory: pathlib.Path, *extra: str) -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def redis_cluster(directory: pathlib.Path, nodes: int = 3) -> Iterator[list[int]]:
+def redis_cluster(directory: pathlib.Path, nodes: int = 3) -> Generator[list[int]]:
     """Run a Redis Cluster of ``nodes`` masters; yield their ports."""
     servers = [
         RedisServer(
@@ -197,7 +199,8 @@ def redis_cluster(directory: pathlib.Path, nodes: int = 3) -> Iterator[list[int]
         )
         _wait_until(
             lambda: all(
-                "cluster_state:ok" in server.cli("cluster", "info") for server in servers
+                "cluster_state:ok" in server.cli("cluster", "info")
+                for server in servers
             ),
             20,
             "the cluster to be ready",

@@ -1,23 +1,33 @@
-"""RedisJobStore against real servers: conformance (one server and a cluster), URLs, faults."""
+"""RedisJobStore on real servers: conformance (a server, a cluster), URLs, faults."""
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
 import logging
-import pathlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
 
 import trunner
 import trunner.testing
-from trunner.jobs import JobRecord, JobState, RedisJobStore, StoreError, open_store
+from trunner.jobs import (
+    JobRecord,
+    JobState,
+    RedisJobStore,
+    SerializationError,
+    StoreError,
+    open_store,
+)
 
 from .._services import require_program, require_redis, unique_name
 from .redis_servers import RedisServer, redis_cluster, redis_server
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import AsyncIterator, Iterator
 
 pytest.importorskip("coredis")
 
@@ -118,6 +128,7 @@ async def test_check_job_store_on_a_cluster(cluster_ports: list[int]) -> None:
 @pytest.mark.usefixtures("collect_driver_garbage")
 async def test_cluster_keys_share_one_slot(cluster_ports: list[int]) -> None:
     import coredis
+    from coredis.connection import TCPLocation
 
     url = f"redis+cluster://127.0.0.1:{cluster_ports[0]}?prefix=one"
     async with trunner.open_scheduler():
@@ -128,7 +139,7 @@ async def test_cluster_keys_share_one_slot(cluster_ports: list[int]) -> None:
             assert [j.id for j in await store.list()] == ["b", "a"]
         finally:
             await store.disconnect()
-    location = coredis.connection.TCPLocation("127.0.0.1", cluster_ports[0])
+    location = TCPLocation("127.0.0.1", cluster_ports[0])
     async with coredis.RedisCluster(startup_nodes=[location]) as client:
         keys = [key async for key in client.scan_iter(match="{one}:*")]
         slots = {await client.cluster_keyslot(key) for key in keys}
@@ -147,7 +158,10 @@ async def test_cluster_keys_share_one_slot(cluster_ports: list[int]) -> None:
         ("redis://h:7000/3?prefix=app", "redis://h:7000/3?prefix=app"),
         ("rediss://user:secret@h/1", "rediss://h:6379/1?prefix=trunner"),
         ("redis://:secret@h", "redis://h:6379/0?prefix=trunner"),
-        ("redis+cluster://a:7000,b:7001?prefix=x", "redis+cluster://a:7000,b:7001?prefix=x"),
+        (
+            "redis+cluster://a:7000,b:7001?prefix=x",
+            "redis+cluster://a:7000,b:7001?prefix=x",
+        ),
     ],
 )
 def test_urls(url: str, expected: str) -> None:
@@ -234,7 +248,7 @@ async def test_corrupted_job_fails_alone(redis_url: str) -> None:
             assert counts[JobState.RUNNING] == 2
             # list leaves it out; get says what is wrong.
             assert sorted(j.id for j in await store.list()) == ["a", "c"]
-            with pytest.raises(trunner.jobs.SerializationError, match="'bad'"):
+            with pytest.raises(SerializationError, match="'bad'"):
                 await store.get("bad")
         finally:
             await store.disconnect()

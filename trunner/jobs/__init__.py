@@ -28,9 +28,9 @@ from ._memory import MemoryJobStore as MemoryJobStore
 from ._open import open_store as open_store
 from ._postgres import PostgresJobStore as PostgresJobStore
 from ._postgres import PostgresWatcher as PostgresWatcher
+from ._redis import RedisJobStore as RedisJobStore
 from ._registry import HandlerSpec as HandlerSpec
 from ._registry import Registry as Registry
-from ._redis import RedisJobStore as RedisJobStore
 from ._sqlite import SQLiteJobStore as SQLiteJobStore
 from ._store import CompleteResult as CompleteResult
 from ._store import JobEnd as JobEnd

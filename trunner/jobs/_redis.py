@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Final, cast, final
 
 import attrs
 import trio
@@ -22,33 +23,30 @@ from .._util import check_duration
 from . import _redis_lua as lua
 from ._errors import SerializationError, StoreError
 from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._redis_client import DURABLE, Connection, Reply, text
 from ._redis_codec import (
-    RedisAddress,
     check_prefix,
     decode_job,
     decode_schedule,
     from_micros,
     job_fields,
+    job_id_of,
     micros,
     optional,
     parse_url,
+    replies,
     schedule_json,
 )
-from ._sqlite import with_seq
 from ._redis_watch import RedisWatcher
+from ._sqlite import with_seq
 from ._store import CompleteResult, RenewResult
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import (
-        AsyncGenerator,
-        Awaitable,
-        Callable,
-        Collection,
-        Sequence,
-    )
+    from collections.abc import AsyncGenerator, Collection, Sequence
 
     from .._handle import TaskHandle
+    from .._sequenced import SequencedTaskRunner
     from ._store import JobEnd
 
 logger: Final = logging.getLogger("trunner.jobs")
@@ -69,33 +67,6 @@ def from_url(url: str) -> RedisJobStore:
 
 def _quiet(handle: TaskHandle[object], error: BaseException) -> None:
     del handle, error  # the connection task's errors reach the caller of connect()
-
-
-@final
-class _Connection:
-    """A connected client, the task that owns it, and the scripts loaded on it."""
-
-    __slots__ = ("client", "closing", "done", "errors", "scripts")
-
-    def __init__(self, client: Any, errors: tuple[type[BaseException], ...]) -> None:
-        self.client = client
-        self.errors = errors
-        self.closing = trio.Event()
-        self.done = trio.Event()
-        self.scripts: dict[str, Any] = {}
-
-    async def serve(self, ready: trio.Event, failure: builtins.list[BaseException]) -> None:
-        """Enter the client (its connection pool's task group) until closing."""
-        try:
-            async with self.client:
-                ready.set()
-                await self.closing.wait()
-        except BaseException as error:
-            failure.append(error)
-            raise
-        finally:
-            ready.set()
-            self.done.set()
 
 
 @final
@@ -155,8 +126,8 @@ class RedisJobStore:
             )
         self._address = address
         self._seq_key = f"{{{address.prefix}}}:seq"
-        self._connection: _Connection | None = None
-        self._runner: Any = None
+        self._connection: Connection | None = None
+        self._runner: SequencedTaskRunner | None = None
         self._lock = trio.Lock()
 
     def __repr__(self) -> str:
@@ -174,39 +145,6 @@ class RedisJobStore:
         return f"{{{self._address.prefix}}}:"
 
     # ------------------------------------------------------------ connection
-
-    def _make_client(self) -> tuple[Any, tuple[type[BaseException], ...]]:
-        import anyio
-        import coredis
-        import coredis.exceptions
-
-        address = self._address
-        options: dict[str, Any] = {
-            "username": address.username,
-            "password": address.password,
-            "connect_timeout": address.timeout,
-            "stream_timeout": address.timeout,
-            "decode_responses": False,
-        }
-        if address.tls:
-            options["ssl"] = True
-        if address.cluster:
-            nodes = [coredis.connection.TCPLocation(h, p) for h, p in address.nodes]
-            client: Any = coredis.RedisCluster(startup_nodes=nodes, **options)
-        else:
-            ((host, port),) = address.nodes
-            client = coredis.Redis(
-                host=host, port=port, db=address.db, pool_timeout=address.timeout, **options
-            )
-        errors: tuple[type[BaseException], ...] = (
-            coredis.exceptions.RedisError,
-            OSError,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            anyio.EndOfStream,
-            RuntimeError,  # a pool whose task has ended
-        )
-        return client, errors
 
     async def connect(self) -> None:
         """Connect to Redis and check that it answers. Idempotent.
@@ -235,8 +173,7 @@ class RedisJobStore:
                     "'async with trunner.open_scheduler():' (open_job_manager "
                     "opens one)"
                 ) from None
-            client, errors = self._make_client()
-            connection = _Connection(client, errors)
+            connection = Connection(self._address)
             # Cancelled when the scheduler closes, if nobody disconnected first.
             runner = scheduler.create_sequenced_runner(
                 name=f"redis-store:{self._address.describe()}",
@@ -253,12 +190,12 @@ class RedisJobStore:
                         f"cannot connect to {self._address.describe()}: {failure[0]}"
                     ) from failure[0]
                 for name in _SCRIPTS:
-                    connection.scripts[name] = client.register_script(
+                    connection.scripts[name] = connection.client.register_script(
                         getattr(lua, name)
                     )
                 self._connection = connection
-                await self._call("ping", client.ping)
-                await self._check_durability(client)
+                await connection.call("ping", connection.client.ping)
+                await self._check_durability(connection)
             except BaseException:
                 self._connection = None
                 connection.closing.set()
@@ -268,14 +205,9 @@ class RedisJobStore:
                 raise
             self._runner = runner
 
-    async def _check_durability(self, client: Any) -> None:
+    async def _check_durability(self, connection: Connection) -> None:
         try:
-            if self._address.cluster:
-                config = await self._call("config get", self._cluster_config, client)
-            else:
-                config = await self._call(
-                    "config get", client.config_get, ["appendonly", "appendfsync"]
-                )
+            settings = await connection.durability(self._seq_key)
         except StoreError as error:
             logger.warning(
                 "could not read the durability settings of %s (%s): acknowledged "
@@ -285,8 +217,7 @@ class RedisJobStore:
                 error,
             )
             return
-        settings = {_text(k): _text(v) for k, v in dict(config).items()}
-        if settings.get("appendonly") != "yes" or settings.get("appendfsync") != "always":
+        if any(settings.get(name) != value for name, value in DURABLE.items()):
             logger.warning(
                 "Redis at %s runs with appendonly=%s, appendfsync=%s: it acknowledges "
                 "writes before they reach its disk, so a crash of the server can lose "
@@ -296,33 +227,6 @@ class RedisJobStore:
                 settings.get("appendonly", "?"),
                 settings.get("appendfsync", "?"),
             )
-
-    async def _cluster_config(self, client: Any) -> Any:
-        """Read the durability settings of the node that holds the store's slot."""
-        import coredis
-
-        slot = int(await client.cluster_keyslot(self._seq_key))
-        host, port = self._address.nodes[0]
-        for shard in await client.cluster_shards():
-            ranges = shard[b"slots"]
-            if any(
-                ranges[i] <= slot <= ranges[i + 1] for i in range(0, len(ranges), 2)
-            ):
-                for node in shard[b"nodes"]:
-                    if node[b"role"] == b"master":
-                        host = _text(node.get(b"endpoint") or node[b"ip"])
-                        port = int(node[b"port"])
-        address = self._address
-        async with coredis.Redis(
-            host=host,
-            port=port,
-            username=address.username,
-            password=address.password,
-            ssl=address.tls,
-            connect_timeout=address.timeout,
-            stream_timeout=address.timeout,
-        ) as single:
-            return await single.config_get(["appendonly", "appendfsync"])
 
     async def disconnect(self) -> None:
         """Close the connections. Idempotent; the store may be connected again."""
@@ -336,8 +240,9 @@ class RedisJobStore:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(self._address.timeout):
                     await connection.done.wait()
-                runner.shutdown()
-                await runner.aclose()
+                if runner is not None:
+                    runner.shutdown()
+                    await runner.aclose()
 
     # ------------------------------------------------------------ calls
 
@@ -347,39 +252,21 @@ class RedisJobStore:
             "(a JobManager connects its store on entry)"
         )
 
-    async def _call(
-        self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
-    ) -> Any:
-        """Await ``fn(*args, **kwargs)``, bounded by the timeout; errors -> StoreError."""
+    def _connected(self) -> Connection:
         connection = self._connection
         if connection is None:
-            await trio.lowlevel.checkpoint()
             raise self._not_connected()
-        try:
-            with trio.fail_after(self._address.timeout):
-                return await fn(*args, **kwargs)
-        except trio.TooSlowError as error:
-            raise StoreError(
-                f"Redis at {self._address.describe()} did not answer {what} within "
-                f"{self._address.timeout} s"
-            ) from error
-        except connection.errors as error:
-            raise StoreError(
-                f"Redis at {self._address.describe()} failed {what}: {error}"
-            ) from error
+        return connection
 
-    async def _script(self, name: str, *args: str | int) -> Any:
+    async def _script(self, name: str, *args: str | int) -> Reply:
         connection = self._connection
         if connection is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
         script = connection.scripts[name]
-        return await self._call(
-            name.lower(),
-            script,
-            keys=[self._seq_key],
-            args=[self.key_prefix, *args],
-        )
+        keys = [self._seq_key]
+        argv = [self.key_prefix, *args]
+        return await connection.call(name.lower(), lambda: script(keys, argv))
 
     # ------------------------------------------------------------ jobs
 
@@ -407,36 +294,39 @@ class RedisJobStore:
             await self._nothing()
             return []
         if len(chunks) == 1:
-            replies = await self._script("INSERT", *chunks[0])
+            answers = replies(await self._script("INSERT", *chunks[0]))
         else:
-            replies = await self._insert_chunks(chunks)
+            answers = await self._insert_chunks(chunks)
         results: builtins.list[tuple[JobRecord, bool]] = []
-        for job, reply in zip(jobs, replies, strict=True):
+        for job, reply in zip(jobs, answers, strict=True):
             if isinstance(reply, int):
                 results.append((with_seq(job, reply), True))
             else:
                 results.append((decode_job(reply), False))
         return results
 
-    async def _insert_chunks(self, chunks: builtins.list[builtins.list[str]]) -> Any:
+    async def _insert_chunks(
+        self, chunks: builtins.list[builtins.list[str]]
+    ) -> builtins.list[Reply]:
         connection = self._connection
         if connection is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
         script = connection.scripts["INSERT"]
-        replies: builtins.list[Any] = []
+        keys = [self._seq_key]
+        answers: builtins.list[Reply] = []
 
         async def run() -> None:
             async with connection.client.pipeline(transaction=True) as pipe:
                 requests = [
-                    script(keys=[self._seq_key], args=[self.key_prefix, *chunk], client=pipe)
+                    script(keys, [self.key_prefix, *chunk], client=pipe)
                     for chunk in chunks
                 ]
             for request in requests:
-                replies.extend(await request)
+                answers.extend(replies(await request))
 
-        await self._call("insert", run)
-        return replies
+        await connection.call("insert", run)
+        return answers
 
     async def _nothing(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -453,14 +343,9 @@ class RedisJobStore:
         if connection is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
-        flat = await self._call(
-            "get", connection.client.hgetall, f"{self.key_prefix}job:{job_id}"
-        )
-        if not flat:
-            return None
-        if isinstance(flat, dict):
-            flat = [item for pair in flat.items() for item in pair]
-        return decode_job(flat)
+        key = f"{self.key_prefix}job:{job_id}"
+        fields = await connection.call("get", lambda: connection.client.hgetall(key))
+        return decode_job(fields) if fields else None
 
     async def list(
         self,
@@ -473,18 +358,18 @@ class RedisJobStore:
         """Return jobs, newest (highest ``seq``) first; corrupted ones left out."""
         _check_bound("limit", limit)
         _check_bound("offset", offset)
-        replies = await self._script(
+        reply = await self._script(
             "LIST",
             "" if state is None else state.value,
             "" if handler is None else handler,
             offset,
             limit,
         )
-        return self._readable(replies)
+        return self._readable(reply)
 
-    def _readable(self, replies: Sequence[Sequence[bytes]]) -> builtins.list[JobRecord]:
+    def _readable(self, reply: Reply) -> builtins.list[JobRecord]:
         records: builtins.list[JobRecord] = []
-        for flat in replies:
+        for flat in replies(reply):
             try:
                 records.append(decode_job(flat))
             except SerializationError as error:
@@ -493,8 +378,11 @@ class RedisJobStore:
 
     async def counts(self) -> dict[JobState, int]:
         """Return how many jobs there are in each state (every state present)."""
-        sizes = await self._script("COUNTS")
-        return {_STATE_OF[name]: int(size) for name, size in zip(lua.STATES, sizes)}
+        sizes = replies(await self._script("COUNTS"))
+        return {
+            _STATE_OF[name]: int(cast("int", size))
+            for name, size in zip(lua.STATES, sizes, strict=True)
+        }
 
     async def claim(
         self,
@@ -515,11 +403,11 @@ class RedisJobStore:
             await self._nothing()
             return []
         now_text = micros(now)
-        replies = await self._script(
+        reply = await self._script(
             "CLAIM", worker, now_text, micros(lease_until), limit, *(names or ())
         )
         taken: builtins.list[JobRecord] = []
-        for flat in replies:
+        for flat in replies(reply):
             try:
                 taken.append(decode_job(flat))
             except SerializationError as error:
@@ -527,16 +415,15 @@ class RedisJobStore:
         return taken
 
     async def _fail_corrupted(
-        self, flat: Sequence[bytes], worker: str, now: str, error: SerializationError
+        self, flat: Reply, worker: str, now: str, error: SerializationError
     ) -> None:
-        fields = dict(zip(flat[::2], flat[1::2], strict=False))
-        job_id = fields.get(b"id")
+        job_id = job_id_of(flat)
         logger.error("failing a claimed job: %s", error)
         if job_id is None:
             return
         await self._script(
             "COMPLETE",
-            job_id.decode(errors="surrogateescape"),
+            job_id,
             worker,
             "failed",
             now,
@@ -584,16 +471,18 @@ class RedisJobStore:
                 optional(end.result),
                 optional(end.error),
             )
-        ended, replies = await self._script(
-            "COMPLETE_AND_CLAIM", *args, *(names or ())
+        ended, taken = replies(
+            await self._script("COMPLETE_AND_CLAIM", *args, *(names or ()))
         )
         claimed: builtins.list[JobRecord] = []
-        for flat in replies:
+        for flat in replies(taken):
             try:
                 claimed.append(decode_job(flat))
             except SerializationError as error:
                 await self._fail_corrupted(flat, worker, micros(now), error)
-        return CompleteResult(tuple(bool(flag) for flag in ended), tuple(claimed))
+        return CompleteResult(
+            tuple(bool(flag) for flag in replies(ended)), tuple(claimed)
+        )
 
     @contextlib.asynccontextmanager
     async def watch(
@@ -635,7 +524,7 @@ class RedisJobStore:
             await self._nothing()
             return None
         due = await self._script("NEXT_DUE", *(names or ()))
-        return None if not due else from_micros(due)
+        return from_micros(cast("bytes", due)) if due else None
 
     async def renew(
         self, *, worker: str, job_ids: Collection[str], lease_until: dt.datetime
@@ -645,10 +534,12 @@ class RedisJobStore:
         if not ids:
             await self._nothing()
             return RenewResult(held=frozenset(), cancel_requested=frozenset())
-        held, cancel = await self._script("RENEW", worker, micros(lease_until), *ids)
+        held, cancel = replies(
+            await self._script("RENEW", worker, micros(lease_until), *ids)
+        )
         return RenewResult(
-            held=frozenset(_text(i) for i in held),
-            cancel_requested=frozenset(_text(i) for i in cancel),
+            held=frozenset(map(text, replies(held))),
+            cancel_requested=frozenset(map(text, replies(cancel))),
         )
 
     async def complete(
@@ -703,8 +594,7 @@ class RedisJobStore:
 
     async def expire_leases(self, *, now: dt.datetime) -> builtins.list[JobRecord]:
         """Take back RUNNING jobs whose lease ended before ``now``, by ``seq``."""
-        replies = await self._script("EXPIRE", micros(now))
-        return self._readable(replies)
+        return self._readable(await self._script("EXPIRE", micros(now)))
 
     async def request_cancel(
         self, job_id: str, *, now: dt.datetime
@@ -742,7 +632,7 @@ class RedisJobStore:
             "" if keep_latest is None else str(keep_latest),
             *sorted(state.value for state in wanted),
         )
-        return int(count)
+        return int(cast("int", count))
 
     # ------------------------------------------------------------ schedules
 
@@ -761,13 +651,14 @@ class RedisJobStore:
 
     async def list_schedules(self) -> builtins.list[ScheduleRecord]:
         """Return every schedule, by name (corrupted ones left out and logged)."""
-        texts, nexts = await self._script("LIST_SCHEDULES")
-        next_by_name = dict(zip(nexts[::2], nexts[1::2], strict=True))
+        texts, nexts = map(replies, replies(await self._script("LIST_SCHEDULES")))
+        next_by_name = dict(zip(map(text, nexts[::2]), nexts[1::2], strict=True))
         schedules: builtins.list[ScheduleRecord] = []
-        for name, text in sorted(zip(texts[::2], texts[1::2], strict=True)):
+        pairs = zip(map(text, texts[::2]), texts[1::2], strict=True)
+        for name, json_text in sorted(pairs, key=_first):
             try:
                 schedules.append(
-                    decode_schedule(name, text, next_by_name.get(name, b""))
+                    decode_schedule(name, json_text, next_by_name.get(name, b""))
                 )
             except SerializationError as error:
                 logger.warning("skipping a schedule: %s", error)
@@ -807,7 +698,7 @@ _SCRIPTS: Final = (
 
 def _require_driver() -> None:
     try:
-        import coredis  # noqa: F401
+        importlib.import_module("coredis")
     except ModuleNotFoundError as error:
         if error.name != "coredis":
             raise
@@ -817,8 +708,8 @@ def _require_driver() -> None:
         ) from None
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _first(pair: tuple[str, object]) -> str:
+    return pair[0]
 
 
 def _names(handlers: Collection[str] | None) -> tuple[str, ...] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.parse
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, cast, final
 
 import attrs
 
@@ -118,13 +118,43 @@ def _opt_text(fields: dict[bytes, bytes], name: bytes) -> str | None:
     return None if value is None else value.decode()
 
 
-def decode_job(flat: Sequence[bytes]) -> JobRecord:
-    """Make the record of a job hash, given as HGETALL's flat field/value list.
+def replies(reply: object) -> list[object]:
+    """Return a script's array reply as a list.
+
+    Raises:
+        SerializationError: if it is not an array.
+    """
+    if not isinstance(reply, list | tuple):
+        raise SerializationError(f"Redis answered {reply!r} where a list was due")
+    return list(cast("Sequence[object]", reply))
+
+
+def job_id_of(reply: object) -> str | None:
+    """Return the id in a job hash (HGETALL's flat list), if it can be read."""
+    try:
+        fields = _fields(reply)
+        return fields[b"id"].decode(errors="surrogateescape")
+    except (SerializationError, KeyError):
+        return None
+
+
+def _fields(reply: object) -> dict[bytes, bytes]:
+    if isinstance(reply, dict):
+        return cast("dict[bytes, bytes]", reply)
+    flat = replies(reply)
+    return cast("dict[bytes, bytes]", dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def decode_job(reply: object) -> JobRecord:
+    """Make the record of a job hash: HGETALL's reply (a flat list or a mapping).
 
     Raises:
         SerializationError: if the hash is corrupted.
     """
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    try:
+        fields = _fields(reply)
+    except ValueError as cause:
+        raise SerializationError(f"a stored job is corrupted: {cause}") from cause
     try:
         timeout = fields.get(b"timeout")
         return JobRecord(
@@ -171,23 +201,23 @@ def schedule_json(schedule: ScheduleRecord) -> str:
     )
 
 
-def decode_schedule(name: bytes, text: bytes, next_run_at: bytes) -> ScheduleRecord:
+def decode_schedule(name: str, text: object, next_run_at: object) -> ScheduleRecord:
     """Make a schedule from what `schedule_json` wrote and its ``next_run_at``.
 
     Raises:
         SerializationError: if the stored schedule is corrupted.
     """
     try:
-        data = json.loads(text)
+        data = json.loads(cast("bytes", text))
         every = data["every"]
         timeout = data["timeout"]
         return ScheduleRecord(
-            name=name.decode(),
+            name=name,
             handler=str(data["handler"]),
             args=str(data["args"]),
             cron=data["cron"],
             every=None if every is None else float(every),
-            next_run_at=from_micros(next_run_at),
+            next_run_at=from_micros(cast("bytes", next_run_at)),
             priority=int(data["priority"]),
             timeout=None if timeout is None else float(timeout),
             retry=data["retry"],
@@ -216,7 +246,9 @@ class RedisAddress:
 
     def describe(self) -> str:
         """Return the address for messages, without the password."""
-        scheme = "redis+cluster" if self.cluster else ("rediss" if self.tls else "redis")
+        scheme = (
+            "redis+cluster" if self.cluster else ("rediss" if self.tls else "redis")
+        )
         hosts = ",".join(f"{host}:{port}" for host, port in self.nodes)
         db = "" if self.cluster else f"/{self.db}"
         return f"{scheme}://{hosts}{db}?prefix={self.prefix}"
@@ -228,7 +260,7 @@ def check_prefix(prefix: str) -> str:
     Raises:
         ValueError: for an empty prefix or one with a brace.
     """
-    if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+    if not prefix or "{" in prefix or "}" in prefix:
         raise ValueError(
             f"prefix must be non-empty text without braces (it becomes the "
             f"hash tag '{{prefix}}' of every key), not {prefix!r}"

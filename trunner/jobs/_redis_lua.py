@@ -69,10 +69,11 @@ local function enter(id, key, state, seq)
     redis.call('SADD', P .. 'handlers', h)
     woken = woken + 1
   elseif state == 'running' then
-    redis.call('ZADD', P .. 'running', redis.call('HGET', key, 'lease_until') or 'inf', id)
+    local lease = redis.call('HGET', key, 'lease_until') or 'inf'
+    redis.call('ZADD', P .. 'running', lease, id)
   else
-    redis.call('ZADD', P .. 'finished', redis.call('HGET', key, 'finished_at') or '-inf',
-      seqkey(seq, id))
+    local finished = redis.call('HGET', key, 'finished_at') or '-inf'
+    redis.call('ZADD', P .. 'finished', finished, seqkey(seq, id))
   end
 end
 -- Move a job from its state to ``state``: ``sets`` (field, value pairs) and
@@ -145,8 +146,8 @@ local function claim(worker, now, lease, limit, handlers)
   for _, h in ipairs(handlers) do
     for _, prio in ipairs(redis.call('SMEMBERS', P .. 'prios:' .. h)) do
       local q = P .. 'q:' .. prio .. ':' .. h
-      local items = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES', 'LIMIT', 0,
-        limit)
+      local items = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'WITHSCORES',
+        'LIMIT', 0, limit)
       local p = tonumber(prio) or 0
       for j = 1, #items, 2 do
         cands[#cands + 1] = {-p, tonumber(items[j + 1]), items[j], q}
@@ -168,8 +169,8 @@ local function claim(worker, now, lease, limit, handlers)
     if redis.call('HGET', key, 'state') == 'pending' then
       leave(id, key, 'pending', seq)
       local attempts = (tonumber(redis.call('HGET', key, 'attempts')) or 0) + 1
-      redis.call('HSET', key, 'state', 'running', 'worker', worker, 'lease_until', lease,
-        'started_at', now, 'attempts', attempts)
+      redis.call('HSET', key, 'state', 'running', 'worker', worker,
+        'lease_until', lease, 'started_at', now, 'attempts', attempts)
       redis.call('HDEL', key, 'cancel_requested')
       enter(id, key, 'running', seq)
       out[#out + 1] = redis.call('HGETALL', key)
@@ -337,7 +338,8 @@ local ids = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. now)
 local jobs = {}
 for _, id in ipairs(ids) do
   local key = jkey(id)
-  local f = redis.call('HMGET', key, 'seq', 'cancel_requested', 'attempts', 'max_attempts')
+  local f = redis.call('HMGET', key, 'seq', 'cancel_requested', 'attempts',
+    'max_attempts')
   jobs[#jobs + 1] = {tonumber(f[1]) or 0, id, key, f}
 end
 table.sort(jobs, function(a, b) return a[1] < b[1] end)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Final, final
 
 import trio
 
 from ._errors import StoreError
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Callable
+
+    from ._redis_client import PubSub
 
 logger: Final = logging.getLogger("trunner.jobs")
 
@@ -35,7 +38,11 @@ class RedisWatcher:
 
     __slots__ = ("_channel", "_event", "_make_pubsub", "_subscribed", "_woken")
 
-    def __init__(self, make_pubsub: Callable[[], Any], channel: str) -> None:
+    def __init__(
+        self,
+        make_pubsub: Callable[[], contextlib.AbstractAsyncContextManager[PubSub]],
+        channel: str,
+    ) -> None:
         self._make_pubsub = make_pubsub
         self._channel = channel
         self._woken = False
@@ -81,7 +88,7 @@ class RedisWatcher:
                         )
                         if message is not None:
                             self._arrived()
-            except Exception as error:  # noqa: BLE001  # any loss: subscribe again
+            except Exception as error:  # any loss: subscribe again
                 if not lost:
                     logger.warning(
                         "lost the wake-up channel of %s (%s); subscribing again",
@@ -92,7 +99,7 @@ class RedisWatcher:
             await trio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
 
-    async def subscribed(self, timeout: float, what: str) -> None:
+    async def subscribed(self, timeout: float, what: str) -> None:  # noqa: ASYNC109  # a bound, not a deadline
         """Wait until the first subscription is in place.
 
         Raises:
@@ -101,4 +108,6 @@ class RedisWatcher:
         with trio.move_on_after(timeout):
             await self._subscribed.wait()
             return
-        raise StoreError(f"could not subscribe to the wake-ups of {what} in {timeout} s")
+        raise StoreError(
+            f"could not subscribe to the wake-ups of {what} in {timeout} s"
+        )
