@@ -1,4 +1,4 @@
-"""Redis servers of the tests' own: one with an append-only file, a 3-node cluster.
+"""Redis servers of the tests' own (with an append-only file; a 3-node cluster), a proxy.
 
 Started from ``redis-server`` on free ports in a temporary directory, stopped
 (and their files removed) by the caller. Tests that stop, restart or pause a
@@ -14,11 +14,14 @@ import subprocess
 import time
 from typing import IO, TYPE_CHECKING
 
+import attrs
+import trio
+
 from .._services import free_port, require_program
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import Generator
+    from collections.abc import AsyncGenerator, Generator
 
 
 def _wait_until(check: object, timeout: float, what: str) -> None:
@@ -209,3 +212,74 @@ def redis_cluster(directory: pathlib.Path, nodes: int = 3) -> Generator[list[int
     finally:
         for server in servers:
             server.kill()
+
+
+@attrs.define
+class Proxy:
+    """A TCP proxy to a Redis server, on a port of its own.
+
+    `cut` makes it a black hole, as a network that falls silently: connections
+    stay open, but nothing goes through either way (requests never reach the
+    server, so they change nothing). `restore` closes every connection made so
+    far and relays new ones again.
+    """
+
+    target: int
+    port: int = attrs.field(factory=free_port)
+    _cut: bool = False
+    _scopes: set[trio.CancelScope] = attrs.field(factory=set[trio.CancelScope])
+
+    def url(self, query: str = "") -> str:
+        return f"redis://127.0.0.1:{self.port}/0{query}"
+
+    async def serve(self, *, task_status: trio.TaskStatus[None]) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
+        task_status.started()
+        await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        with trio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                async with client:
+                    if self._cut:
+                        await trio.sleep_forever()
+                    server = await trio.open_tcp_stream("127.0.0.1", self.target)
+                    async with server, trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, client, server, scope)
+                        nursery.start_soon(self._pump, server, client, scope)
+            finally:
+                self._scopes.discard(scope)
+
+    async def _pump(
+        self, source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope
+    ) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                if not self._cut:
+                    await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
+
+    def cut(self) -> None:
+        """Let nothing through any more (connections stay open)."""
+        self._cut = True
+
+    def restore(self) -> None:
+        """Close every connection; relay new ones again."""
+        self._cut = False
+        for scope in list(self._scopes):
+            scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def redis_proxy(target: int) -> AsyncGenerator[Proxy]:
+    """Run a `Proxy` to the Redis server on port ``target`` for the block."""
+    proxy = Proxy(target)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.serve)
+        try:
+            yield proxy
+        finally:
+            nursery.cancel_scope.cancel()
