@@ -179,6 +179,7 @@ class JobManager:
     _stopping: bool = attrs.field(init=False, default=False)
     _idle: trio.Event | None = attrs.field(init=False, default=None)
     _commit_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
+    _guard_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
     _changes: ChangeFeed = attrs.field(init=False)
     _committer_started: bool = attrs.field(init=False, default=False)
     _committer_done: trio.Event = attrs.field(init=False, factory=trio.Event)
@@ -1075,6 +1076,27 @@ class JobManager:
         if running.handle is not None:
             running.handle.cancel()
 
+    async def _guard_leases(self) -> None:
+        """Cancel a handler whose lease is about to end without a renewal.
+
+        Renewals run on the control sequence, behind other store calls: while
+        the store hangs (a network cut), each of those waits out its timeout,
+        and a renewal may come too late to stop a handler in time. This task
+        needs no store: it stops a handler once less than a sixth of its lease
+        remains (a renewal every third keeps two thirds), so no handler
+        outlives its lease however slow the store is.
+        """
+        lease = self._config.lease
+        margin = dt.timedelta(seconds=lease / 6)
+        with self._guard_scope:
+            while True:
+                await trio.sleep(lease / 12)
+                now = self.now()
+                for running in list(self._running.values()):
+                    until = running.lease_until
+                    if until is not None and until - margin <= now:
+                        self._stop(running, "lease")
+
     async def _renew(self) -> None:
         if not self._running:
             return
@@ -1172,6 +1194,7 @@ class JobManager:
             with trio.move_on_after(_CLOSE_FLUSH_TIMEOUT):
                 await self._committer_done.wait()
         self._commit_scope.cancel()
+        self._guard_scope.cancel()
 
     async def _drain(self) -> None:
         """Stop claiming; give running jobs the grace period; hand back the rest."""
@@ -1370,6 +1393,9 @@ async def _open_job_manager(
                     on_error=_quiet,
                 )
                 await manager._start_worker()
+                scheduler._nursery.start_soon(
+                    manager._guard_leases, name="jobs-lease-guard"
+                )
             try:
                 yield manager
             finally:

@@ -634,6 +634,23 @@ class RedisJobStore:
         )
         return int(cast("int", count))
 
+    async def delete(self, job_id: str) -> bool:
+        """Delete the job if it is finished, or if its hash cannot be read.
+
+        Returns:
+            Whether a job was deleted (False: no such job, or a pending or
+            running one).
+        """
+        try:
+            record = await self.get(job_id)
+        except SerializationError:
+            force = "1"  # a corrupted job goes, whatever its state
+        else:
+            if record is None or record.state not in FINISHED_STATES:
+                return False
+            force = "0"
+        return bool(await self._script("DELETE", job_id, force))
+
     # ------------------------------------------------------------ schedules
 
     async def put_schedule(self, schedule: ScheduleRecord) -> None:
@@ -687,6 +704,7 @@ _SCRIPTS: Final = (
     "REQUEST_CANCEL",
     "RESET",
     "PURGE",
+    "DELETE",
     "LIST",
     "COUNTS",
     "PUT_SCHEDULE",

@@ -448,6 +448,33 @@ return #doomed
 """
 )
 
+#: ARGV: P, id, force ('1': whatever its state, for a corrupted job). Deletes
+#: a finished job. Returns 1 if a job was deleted.
+DELETE: Final = (
+    _COMMON
+    + """
+local id, force = ARGV[2], ARGV[3]
+local key = jkey(id)
+local f = redis.call('HMGET', key, 'state', 'seq')
+if redis.call('EXISTS', key) == 0 then return 0 end
+local state = f[1]
+local finished = state == 'succeeded' or state == 'failed' or state == 'cancelled'
+if not finished and force ~= '1' then return 0 end
+if finished or state == 'running' then
+  leave(id, key, state, f[2] or '0')
+elseif state == 'pending' then
+  pcall(leave, id, key, state, f[2] or '0')
+end
+for _, s in ipairs({'pending', 'running', 'succeeded', 'failed', 'cancelled'}) do
+  redis.call('ZREM', P .. 'state:' .. s, id)
+end
+redis.call('ZREM', P .. 'all', id)
+redis.call('ZREM', P .. 'running', id)
+redis.call('DEL', key)
+return 1
+"""
+)
+
 #: ARGV: P, state ('' = any), handler ('' = any), offset, limit. Returns
 #: the HGETALLs of the matching jobs, newest first.
 LIST: Final = """
