@@ -117,7 +117,9 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
         required=default is None,
         help=(
             "the job store: memory://, sqlite:///relative/path.db, "
-            "sqlite:////absolute/path.db, redis://host:port/db, "
+            "sqlite:////absolute/path.db, "
+            "redis://[[user]:password@]host[:port][/db][?prefix=trunner], "
+            "rediss://... (TLS), redis+cluster://host:port[,host:port...], "
             "postgresql://user[:password]@host[:port]/dbname[?schema=trunner] "
             f"(default: ${STORE_ENV}{f', now {default!r}' if default else ''})"
         ),

@@ -252,7 +252,10 @@ class Proxy:
                 self._scopes.discard(scope)
 
     async def _pump(
-        self, source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope
+        self,
+        source: trio.SocketStream,
+        sink: trio.SocketStream,
+        scope: trio.CancelScope,
     ) -> None:
         try:
             while data := await source.receive_some(65536):

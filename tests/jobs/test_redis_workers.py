@@ -179,7 +179,9 @@ async def test_redis_restart_loses_no_acknowledged_job(
                 for n in range(5):
                     started = time.monotonic()
                     with pytest.raises(StoreError):
-                        await manager.submit_job(f"outage-{n}", "work", Work("x", 0.002))
+                        await manager.submit_job(
+                            f"outage-{n}", "work", Work("x", 0.002)
+                        )
                     assert time.monotonic() - started < 3
                     refused += 1
                 await trio.sleep(1.5)  # the worker's calls fail meanwhile

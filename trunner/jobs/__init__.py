@@ -29,6 +29,7 @@ from ._open import open_store as open_store
 from ._postgres import PostgresJobStore as PostgresJobStore
 from ._postgres import PostgresWatcher as PostgresWatcher
 from ._redis import RedisJobStore as RedisJobStore
+from ._redis_watch import RedisWatcher as RedisWatcher
 from ._registry import HandlerSpec as HandlerSpec
 from ._registry import Registry as Registry
 from ._sqlite import SQLiteJobStore as SQLiteJobStore

@@ -24,7 +24,8 @@ _LAZY: Final = {
 
 _SUPPORTED: Final = (
     "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, "
-    "redis://host:port/db, postgresql://..."
+    "redis://host:port/db, rediss://..., redis+cluster://host:port,..., "
+    "postgresql://..."
 )
 
 
@@ -43,7 +44,10 @@ def open_store(url: str) -> JobStore:
       a `PostgresJobStore` in that schema of the database (the query may add
       libpq parameters, such as ``sslmode=require``); psycopg is imported
       only then;
-    * ``redis://host:port/db``: the Redis store, imported only when asked for.
+    * ``redis://[[user]:password@]host[:port][/db][?prefix=trunner]``,
+      ``rediss://...`` (TLS) and ``redis+cluster://host:port[,host:port...]``:
+      a `RedisJobStore`, every key under the hash tag ``{prefix}``; coredis is
+      imported only then.
 
     Args:
         url: the store's URL.
