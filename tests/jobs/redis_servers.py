@@ -1,4 +1,4 @@
-"""Redis servers of the tests' own (with an append-only file; a 3-node cluster), a proxy.
+"""Redis servers of the tests' own (one with an AOF, a 3-node cluster), a proxy.
 
 Started from ``redis-server`` on free ports in a temporary directory, stopped
 (and their files removed) by the caller. Tests that stop, restart or pause a
