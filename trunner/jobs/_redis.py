@@ -136,12 +136,12 @@ class RedisJobStore:
 
     @property
     def prefix(self) -> str:
-        """The key prefix: every key of the store starts with ``{prefix}:``."""
+        """The prefix that every key of the store starts with, as ``{prefix}:``."""
         return self._address.prefix
 
     @property
     def key_prefix(self) -> str:
-        """The text every key of the store starts with: ``{prefix}:``."""
+        """The text that every key of the store starts with (``{prefix}:``)."""
         return f"{{{self._address.prefix}}}:"
 
     # ------------------------------------------------------------ connection
