@@ -306,6 +306,13 @@ class Scheduler:
         the block raises, the runner is shut down at once (`TaskRunner.shutdown`)
         and the block's exception propagates as itself.
 
+        Entering is not a checkpoint; leaving is (it is `TaskRunner.aclose`).
+        Cancelling the exit mid-way shuts the runner down at once, and the
+        exit still returns only once its machinery has ended. A task's error
+        never comes out of the block (it goes to the task's handle and to
+        ``on_error``); errors of trunner's own machinery come out as an
+        `ExceptionGroup`, like a nursery's.
+
         Args:
             **options: see `RunnerOptions`.
         """
@@ -410,6 +417,14 @@ async def open_scheduler(
     and the exception propagates as itself. Inside the block,
     `current_scheduler` returns the scheduler.
 
+    Entering is not a checkpoint (as for `trio.open_nursery`); leaving is one
+    whenever it has runners to close. Cancelling the exit mid-way turns the
+    graceful close into `TaskRunner.shutdown` of every runner; the block still
+    waits for their consumers and threads to end before `trio.Cancelled`
+    propagates. The body's exception propagates as itself, never wrapped;
+    errors of trunner's own machinery come out as an `ExceptionGroup`, like a
+    nursery's.
+
     Args:
         max_workers: the most tasks of all the scheduler's runners that may run
             at once; None (the default) means no cap.
@@ -451,6 +466,12 @@ async def open_sequenced_runner(
 
     Uses `current_scheduler` if one is open around the caller, else opens a
     scheduler for the block. See `Scheduler.open_sequenced_runner`.
+
+    Entering is not a checkpoint; leaving is. Cancelling the exit shuts the
+    runner down at once and still waits for its machinery to end. The body's
+    exception propagates as itself; errors of trunner's machinery come out as
+    an `ExceptionGroup`. The same holds for `open_parallel_runner`,
+    `open_thread_runner` and `open_process_runner`.
     """
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
@@ -465,7 +486,9 @@ async def open_parallel_runner(
 ) -> AsyncGenerator[ParallelTaskRunner, None]:
     """Open a `ParallelTaskRunner` on the current scheduler, or on a private one.
 
-    See `open_sequenced_runner` and `Scheduler.open_parallel_runner`.
+    See `open_sequenced_runner` and `Scheduler.open_parallel_runner`. Entering
+    is not a checkpoint; leaving is, and cancelling it shuts the runner down
+    and still waits for its workers; the body's exception propagates as itself.
     """
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
@@ -480,7 +503,10 @@ async def open_thread_runner(
 ) -> AsyncGenerator[SingleThreadTaskRunner, None]:
     """Open a `SingleThreadTaskRunner` on the current scheduler, or on a private one.
 
-    See `open_sequenced_runner` and `Scheduler.open_thread_runner`.
+    See `open_sequenced_runner` and `Scheduler.open_thread_runner`. Entering
+    is not a checkpoint; leaving is, and cancelling it shuts the runner down
+    and still joins its thread (a function running there cannot be
+    interrupted); the body's exception propagates as itself.
     """
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
@@ -493,7 +519,10 @@ async def open_process_runner(
 ) -> AsyncGenerator[ProcessTaskRunner, None]:
     """Open a `ProcessTaskRunner` on the current scheduler, or on a private one.
 
-    See `open_sequenced_runner` and `Scheduler.open_process_runner`.
+    See `open_sequenced_runner` and `Scheduler.open_process_runner`. Entering
+    is not a checkpoint; leaving is, and cancelling it shuts the runner down
+    and still shuts its worker processes down; the body's exception
+    propagates as itself.
     """
     async with AsyncExitStack() as stack:
         scheduler = await stack.enter_async_context(_scheduler_for_block())
