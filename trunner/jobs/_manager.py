@@ -1310,6 +1310,13 @@ async def open_job_manager(
     then are cancelled and handed back (PENDING, lease cleared, the attempt not
     counted).
 
+    Entering and leaving are checkpoints (the store connects and disconnects).
+    Cancelling the entry stops what was started and leaves the store
+    disconnected; cancelling the exit cuts the grace period short: running
+    jobs are cancelled and handed back at once, shielded and bounded. The
+    body's exception propagates as itself; a job's failure is recorded in the
+    store (and retried as its policy says), never raised here.
+
     Args:
         store: the `JobStore` (see `open_store`).
         registry: the handlers; without one, submit cannot check handler names
