@@ -1312,10 +1312,11 @@ async def open_job_manager(
 
     Entering and leaving are checkpoints (the store connects and disconnects).
     Cancelling the entry stops what was started and leaves the store
-    disconnected; cancelling the exit cuts the grace period short: running
-    jobs are cancelled and handed back at once, shielded and bounded. The
-    body's exception propagates as itself; a job's failure is recorded in the
-    store (and retried as its policy says), never raised here.
+    disconnected. The exit is shielded from cancellation and bounded: running
+    jobs still get their grace period, then are handed back, and the store is
+    disconnected (within 30 seconds). The body's exception propagates as
+    itself; a job's failure is recorded in the store (and retried as its
+    policy says), never raised here.
 
     Args:
         store: the `JobStore` (see `open_store`).
