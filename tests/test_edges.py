@@ -387,3 +387,45 @@ async def test_blocked_results_are_delivered_when_consumer_is_cancelled() -> Non
 
     assert states.count(TaskState.SUCCEEDED) == 2
     assert len(states) == 3
+
+
+async def test_post_tasks_on_a_closed_runner_is_refused() -> None:
+    async with trunner.open_sequenced_runner() as runner:
+        pass
+    with pytest.raises(trunner.RunnerClosedError):
+        runner.post_tasks([print])
+
+
+async def test_send_task_waiters_are_refused_when_the_runner_closes() -> None:
+    refused: list[int] = []
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_sequenced_runner(max_pending=1)
+        runner.post_task(trio.sleep_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        runner.post_task(trio.sleep, 0)
+
+        async def wait(index: int) -> None:
+            with pytest.raises(trunner.RunnerClosedError):
+                await runner.send_task(trio.sleep, 0)
+            refused.append(index)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(3):
+                nursery.start_soon(wait, index)
+                await trio.testing.wait_all_tasks_blocked()
+            runner.shutdown()
+
+    assert sorted(refused) == [0, 1, 2]
+
+
+async def test_on_queued_fires_for_replies_and_flush_soon_callbacks() -> None:
+    queued: list[str] = []
+    hooks = trunner.TaskHooks(on_queued=lambda task: queued.append(task.name))
+    async with trunner.open_parallel_runner(max_concurrency=1, hooks=hooks) as runner:
+        gate = trio.Event()
+        runner.post_task(gate.wait, name="gate")
+        runner.post_task_and_reply(print, print, reply_runner=runner)
+        runner.flush_soon(print)
+        gate.set()
+
+    assert queued[:3] == ["gate", "print", "print"]
