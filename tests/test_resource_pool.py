@@ -178,14 +178,14 @@ def test_open_resource_pool_rejects_bad_options(
     options: dict[str, object], error: type[Exception], name: str
 ) -> None:
     with pytest.raises(error, match=name):
-        open_resource_pool(ident, ident, **options)  # type: ignore[call-overload]  # bad on purpose
+        open_resource_pool(lambda: 0, ident, **options)  # type: ignore[call-overload]  # bad on purpose
 
 
 def test_open_resource_pool_rejects_non_callables() -> None:
     with pytest.raises(TypeError, match="create"):
         open_resource_pool(None, ident)  # type: ignore[call-overload]  # bad on purpose
     with pytest.raises(TypeError, match="destroy"):
-        open_resource_pool(ident, 3)  # type: ignore[call-overload]  # bad on purpose
+        open_resource_pool(lambda: 0, 3)  # type: ignore[call-overload]  # bad on purpose
 
 
 async def test_queue_task_and_run_task_check_their_arguments_up_front() -> None:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, final
 
 import attrs
 
+from ._util import check_plain_callable
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -23,12 +25,17 @@ Middleware: TypeAlias = (
 )
 
 
-def _optional_callable(
-    instance: object, attribute: attrs.Attribute[T], value: T
-) -> None:
+_HOOK_CALLS: Final = {
+    "on_queued": "on_queued(task)",
+    "on_start": "on_start(task)",
+    "on_finish": "on_finish(task, result)",
+}
+
+
+def _check_hook(instance: object, attribute: attrs.Attribute[T], value: T) -> None:
     del instance
-    if value is not None and not callable(value):
-        raise TypeError(f"{attribute.name} must be callable or None, not {value!r}")
+    if value is not None:
+        check_plain_callable(attribute.name, value, _HOOK_CALLS[attribute.name])
 
 
 @final
@@ -49,11 +56,11 @@ class TaskHooks:
     """
 
     on_queued: Callable[[TaskHandle[object]], object] | None = attrs.field(
-        default=None, validator=_optional_callable
+        default=None, validator=_check_hook
     )
     on_start: Callable[[TaskHandle[object]], object] | None = attrs.field(
-        default=None, validator=_optional_callable
+        default=None, validator=_check_hook
     )
     on_finish: Callable[[TaskHandle[object], TaskResult], object] | None = attrs.field(
-        default=None, validator=_optional_callable
+        default=None, validator=_check_hook
     )

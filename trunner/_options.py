@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar, cast, final
@@ -14,11 +13,14 @@ from ._ratelimit import RateLimit, TokenBucket
 from ._retry import RetryPolicy
 from ._traits import DEFAULT_TRAITS, TaskTraits
 from ._util import (
+    check_async_callable,
     check_duration,
     check_instance,
     check_optional_count,
     check_optional_instance,
+    check_plain_callable,
 )
+from ._util import is_async_callable as is_async_callable  # for the runners
 
 if TYPE_CHECKING:
     from ._handle import TaskHandle
@@ -59,9 +61,8 @@ def _check_middleware(
     value: tuple[Middleware, ...],
 ) -> None:
     del instance, attribute
-    for mw in value:
-        if not callable(mw):
-            raise TypeError(f"each middleware must be an async callable, not {mw!r}")
+    for index, mw in enumerate(value):
+        check_async_callable(f"middleware[{index}]", mw, "mw(task, call_next)")
 
 
 def _to_tuple(value: object) -> tuple[Middleware, ...]:
@@ -79,6 +80,8 @@ def _check_on_error(instance: object, attribute: attrs.Attribute[T], value: T) -
         raise TypeError(
             f"on_error must be callable as on_error(handle, exc) or None, not {value!r}"
         )
+    if value is not None:
+        check_plain_callable("on_error", value, "on_error(handle, exc)")
 
 
 @final
@@ -216,13 +219,6 @@ class TaskOptions:
         copy.offload = offload
         copy.simple = copy._is_simple()
         return copy
-
-
-def is_async_callable(fn: object) -> bool:
-    """Whether calling ``fn`` returns a coroutine, judged without calling it."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
-    )
 
 
 _OPTION_NAMES: Final = tuple(field.name for field in attrs.fields(RunnerConfig))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -141,9 +142,136 @@ def check_optional_instance(
     return check
 
 
-def describe(fn: AnyCallable) -> str:
+def describe(fn: object) -> str:
     """Return a readable name for a callable, looking through `functools.partial`."""
     while isinstance(fn, functools.partial):
         fn = fn.func  # pyright: ignore[reportUnknownMemberType]  # partial's func is untyped
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else repr(fn)
+
+
+def _unwrap_partial(fn: object) -> object:
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType]  # partial's func is untyped
+    return fn
+
+
+def is_async_callable(fn: object) -> bool:
+    """Return whether calling ``fn`` returns a coroutine, judged without calling it.
+
+    Looks through `functools.partial` and at the ``__call__`` of callable
+    objects (a class is not async: calling it makes an instance).
+    """
+    fn = _unwrap_partial(fn)
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if isinstance(fn, type):
+        return False
+    call = getattr(fn, "__call__", None)  # noqa: B004  # an object with an async __call__
+    return call is not None and inspect.iscoroutinefunction(_unwrap_partial(call))
+
+
+def is_generator_callable(fn: object) -> bool:
+    """Return whether ``fn`` is a generator or async generator function.
+
+    Calling one runs none of its code: it only makes a generator.
+    """
+    fn = _unwrap_partial(fn)
+    if not isinstance(fn, type):
+        call = getattr(fn, "__call__", None)  # noqa: B004  # the object's own __call__
+        if not inspect.isfunction(fn) and not inspect.ismethod(fn) and call is not None:
+            fn = _unwrap_partial(call)
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def _accepts(fn: object, count: int) -> bool:
+    # Whether fn can be called with ``count`` positional arguments; True when
+    # its signature cannot be read (some builtins), as it may well accept them.
+    try:
+        inspect.signature(cast("AnyCallable", fn)).bind(*([None] * count))
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
+def _check_arity(name: str, value: object, call: str) -> None:
+    inside = call[call.index("(") + 1 : call.rindex(")")]
+    count = inside.count(",") + 1 if inside.strip() else 0
+    if not _accepts(value, count):
+        plural = "" if count == 1 else "s"
+        raise TypeError(
+            f"{name} must take {count} positional argument{plural}, as in "
+            f"{call}; {describe(value)!r} does not"
+        )
+
+
+def _kind(fn: object) -> str:
+    if is_async_callable(fn):
+        return "async function"
+    return "generator function" if is_generator_callable(fn) else "function"
+
+
+def check_plain_callable(name: str, value: object, call: str) -> None:
+    """Refuse ``value`` unless it is a plain callable taking the arguments of ``call``.
+
+    For callbacks that trunner calls and never awaits, such as hooks: an async
+    function (or generator function) there would never run its body. ``call``
+    shows the call in the user's words, such as ``"on_start(task)"``.
+
+    Raises:
+        TypeError: naming ``name``, when ``value`` is not callable, is async or
+            a generator function, or does not take the arguments of ``call``.
+    """
+    if not callable(value):
+        raise TypeError(f"{name} must be callable as {call}, not {value!r}")
+    if is_async_callable(value) or is_generator_callable(value):
+        raise TypeError(
+            f"{name} must be a plain callable, {call}: trunner calls it and never "
+            f"awaits or iterates it, so the {_kind(value)} {describe(value)!r} "
+            "would never run; make it a plain def (start async work from it "
+            "with a runner's post_task)"
+        )
+    _check_arity(name, value, call)
+
+
+def check_sync_or_async_callable(name: str, value: object, call: str) -> None:
+    """Refuse ``value`` unless it is a sync or async callable matching ``call``.
+
+    Generator and async generator functions are refused: calling one runs none
+    of its code.
+
+    Raises:
+        TypeError: naming ``name``, when ``value`` is not callable, is a
+            generator function, or does not take the arguments of ``call``.
+    """
+    if not callable(value):
+        raise TypeError(f"{name} must be callable as {call}, not {value!r}")
+    if is_generator_callable(value):
+        raise TypeError(
+            f"{name} must be a plain or async function, {call}; the generator "
+            f"function {describe(value)!r} would only make a generator and run none "
+            "of its code"
+        )
+    _check_arity(name, value, call)
+
+
+def check_async_callable(name: str, value: object, call: str) -> None:
+    """Refuse ``value`` unless it is an async callable taking the arguments of ``call``.
+
+    Async functions, objects whose ``__call__`` is async and `functools.partial`
+    of either pass.
+
+    Raises:
+        TypeError: naming ``name``, when ``value`` is not such a callable or
+            does not take the arguments of ``call``.
+    """
+    if not callable(value):
+        raise TypeError(f"{name} must be an async callable as async def {call}, not {value!r}")
+    if not is_async_callable(value):
+        raise TypeError(
+            f"{name} must be an async callable, async def {call}; the "
+            f"{_kind(value)} {describe(value)!r} is not async"
+        )
+    _check_arity(name, value, call)

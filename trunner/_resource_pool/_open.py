@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar, cast, overload
 
-from .._util import check_duration
+from .._util import (
+    check_duration,
+    check_plain_callable,
+    check_sync_or_async_callable,
+)
 from ._pool import open_pool
 
 if TYPE_CHECKING:
@@ -111,12 +115,10 @@ def open_resource_pool(
         TypeError: an argument has the wrong type.
         ValueError: an argument is out of range.
     """
-    if not callable(create):
-        raise TypeError(f"create must be callable, not {create!r}")
-    if not callable(destroy):
-        raise TypeError(f"destroy must be callable, not {destroy!r}")
-    if check_health is not None and not callable(check_health):
-        raise TypeError(f"check_health must be callable or None, not {check_health!r}")
+    check_sync_or_async_callable("create", create, "create()")
+    check_sync_or_async_callable("destroy", destroy, "destroy(resource)")
+    if check_health is not None:
+        check_plain_callable("check_health", check_health, "check_health(error)")
     base = _check_count("workers", workers, 1)
     most = (
         base if max_workers is None else _check_count("max_workers", max_workers, base)
