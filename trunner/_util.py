@@ -268,7 +268,9 @@ def check_async_callable(name: str, value: object, call: str) -> None:
             does not take the arguments of ``call``.
     """
     if not callable(value):
-        raise TypeError(f"{name} must be an async callable as async def {call}, not {value!r}")
+        raise TypeError(
+            f"{name} must be an async callable as async def {call}, not {value!r}"
+        )
     if not is_async_callable(value):
         raise TypeError(
             f"{name} must be an async callable, async def {call}; the "
