@@ -360,34 +360,53 @@ def _add_serve(
             "running jobs and hands them back."
         ),
         formatter_class=formatter,
+        add_help=False,  # 'trunner serve --help' is the service parser's
+        prefix_chars="\0",  # every word goes to the service parser
     )
-    try:
-        from .service._command import configure_parser
-    except ImportError as error:
-        missing = str(error)
-        serve.add_argument("arguments", nargs=argparse.REMAINDER)
-        serve.set_defaults(command=_serve_command, missing=missing, log_level="INFO")
-        return
-    configure_parser(serve)
-    _add_log_level(serve, "INFO")
-    serve.set_defaults(command=_serve_command, missing=None)
+    # Everything after "serve" is parsed by trunner.service's own parser when
+    # the command runs: importing the service (starlette, hypercorn, httpx)
+    # here would slow every other command down.
+    serve.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    serve.set_defaults(command=_serve_command, log_level="INFO")
 
 
 async def _serve_command(namespace: argparse.Namespace) -> int:
-    if namespace.missing is not None:
+    try:
+        from .service._command import UsageError, configure_parser, serve_command
+    except ImportError as error:
         raise CommandError(
-            "'trunner serve' needs the service extra: "
-            f"pip install 'trunner[service]' ({namespace.missing})"
-        )
+            f"'trunner serve' needs the service extra: pip install 'trunner[service]' "
+            f"({error})"
+        ) from None
+    parser = argparse.ArgumentParser(
+        prog="trunner serve",
+        description="Serve the jobs of a store over HTTP, and run them unless "
+        "--no-worker. Tokens come from --token-file, never the command line.",
+    )
+    configure_parser(parser)
+    _add_log_level(parser, "INFO")
+    try:
+        arguments = parser.parse_args(namespace.arguments)
+    except SystemExit as exit_:  # --help and usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    _set_log_level(arguments.log_level)
     _import_jobs()
-    from .service._command import UsageError, serve_command
-
     try:
         return await serve_command(
-            namespace, load_registry=load_registry, open_store=_open_store
+            arguments, load_registry=load_registry, open_store=_open_store
         )
     except UsageError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
+
+
+def _set_log_level(level: str) -> None:
+    """Change the level of the stderr log that `main` started."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "stream", None) is sys.stderr:
+            handler.setLevel(level)
+    number = logging.getLevelNamesMapping()[level]
+    root.setLevel(min(number, root.getEffectiveLevel()))
 
 
 # ---------------------------------------------------------------- running

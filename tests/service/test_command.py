@@ -278,3 +278,15 @@ async def test_serve_command_in_process_two_signals(
     assert "received SIGINT again: cancelling the running jobs" in caplog.text
     assert job.state is JobState.PENDING
     assert job.attempts == 0
+
+
+def test_cli_serve_help_and_log_level(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli.main(["serve", "--help"]) == 0
+    assert "--token-file" in capsys.readouterr().out
+
+    stop = _cli._start_logging("INFO")
+    try:
+        _cli._set_log_level("DEBUG")
+        assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
+    finally:
+        stop()
