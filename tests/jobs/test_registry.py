@@ -10,6 +10,9 @@ import pytest
 from trunner.jobs._errors import JobError, UnknownHandlerError
 from trunner.jobs._registry import HandlerSpec, Registry
 
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 @attrs.frozen
 class SendEmail:
@@ -227,6 +230,41 @@ def test_handler_rejects_a_required_keyword_only_parameter() -> None:
 
     with pytest.raises(TypeError, match="required keyword-only parameter 'mode'"):
         Registry().register("h", handler)
+
+
+async def async_generator_handler(count: int) -> typing.AsyncIterator[int]:
+    for value in range(count):
+        yield value
+
+
+def generator_handler(count: int) -> typing.Iterator[int]:
+    yield from range(count)
+
+
+class GeneratorCall:
+    async def __call__(self, count: int) -> typing.AsyncIterator[int]:
+        yield count
+
+
+@pytest.mark.parametrize(
+    ("fn", "kind"),
+    [
+        (async_generator_handler, "an async generator"),
+        (generator_handler, "a generator"),
+        (functools.partial(generator_handler), "a generator"),
+        (GeneratorCall(), "an async generator"),
+    ],
+)
+def test_handler_rejects_generator_functions(
+    fn: Callable[[int], object], kind: str
+) -> None:
+    # Issue 8: accepted, then each job failed with a misleading SerializationError.
+    registry = Registry()
+    with pytest.raises(TypeError, match=f"is {kind} function: a handler must be"):
+        registry.register("gen", fn)
+    with pytest.raises(TypeError, match=f"is {kind} function"):
+        registry.handler("gen")(fn)
+    assert "gen" not in [spec.name for spec in registry]
 
 
 def test_handler_rejects_a_non_callable() -> None:

@@ -189,6 +189,18 @@ def _inspect_handler(name: str, fn: AnyCallable) -> HandlerSpec:
     if not callable(fn):
         raise TypeError(f"handler {name!r} must be callable, not {fn!r}")
     label = f"handler {name!r} ({describe(fn)})"
+    target = _unwrap(fn)
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        kind = (
+            "an async generator"
+            if inspect.isasyncgenfunction(target)
+            else "a generator"
+        )
+        raise TypeError(
+            f"{label} is {kind} function: a handler must be an async function or a "
+            "plain function that returns the job's result (calling a generator "
+            "function runs none of its code); return a list instead"
+        )
     try:
         signature = inspect.signature(fn)
     except ValueError as error:  # some builtins have no signature
@@ -213,7 +225,6 @@ def _inspect_handler(name: str, fn: AnyCallable) -> HandlerSpec:
             f"{label} must take exactly zero or one positional parameter "
             f"(the job's arguments), not {len(positional)} ({names})"
         )
-    target = _unwrap(fn)
     hints = _type_hints(label, target)
     arg_type: object = None
     if positional:
