@@ -26,12 +26,35 @@ def install_project(session: nox.Session, *groups: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite with branch coverage and enforce the gate."""
+    """Run the test suite with branch coverage and enforce the gate.
+
+    Then ``tests_core`` runs: the core's tests on a plain ``pip install
+    trunner``, with no extra.
+    """
+    session.notify("tests_core", session.posargs)
     install_project(session, "test")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
+
+
+@nox.session
+def tests_core(session: nox.Session) -> None:
+    """Run the tests on trunner installed with no extras (what a plain install has).
+
+    The tests that need an extra skip themselves (``pytest.importorskip`` in the
+    conftest of their directory); the others must pass without any extra.
+    """
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    extras = ("cattrs", "trio_parallel", "hypercorn", "psycopg")
+    session.run(
+        "python",
+        "-c",
+        f"import importlib.util as u; m = [n for n in {extras!r} if u.find_spec(n)]; "
+        "assert not m, f'extras installed in the no-extras session: {m}'",
+    )
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python=["3.11", "3.12", "3.13"])

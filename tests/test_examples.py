@@ -22,6 +22,18 @@ REAL_TIME = [p for p in EXAMPLES if "\nREAL_CLOCK = True" in p.read_text()]
 VIRTUAL_TIME = [p for p in EXAMPLES if p not in REAL_TIME]
 
 
+#: The examples that need an extra: the module it brings, and the extra.
+EXTRAS = {
+    "crash_recovery": ("cattrs", "jobs"),
+    "cron_jobs": ("cattrs", "jobs"),
+    "demo": ("cattrs", "jobs"),
+    "http_service": ("hypercorn", "service"),
+    "job_manager": ("cattrs", "jobs"),
+    "postgres_jobs": ("psycopg", "postgres"),
+    "cpu_parallel": ("trio_parallel", "process"),
+}
+
+
 def load_main(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[], Awaitable[None]]:
@@ -34,6 +46,9 @@ def load_main(
     # up, and pickle finds a process runner's functions by module and name
     # (the worker process imports examples.<name> from the project root).
     monkeypatch.setitem(sys.modules, name, module)
+    needs = EXTRAS.get(path.stem)
+    if needs is not None:
+        pytest.importorskip(needs[0], reason=f"needs the {needs[1]!r} extra")
     spec.loader.exec_module(module)
     main: Callable[[], Awaitable[None]] = module.main
     return main

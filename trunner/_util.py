@@ -277,3 +277,20 @@ def check_async_callable(name: str, value: object, call: str) -> None:
             f"{_kind(value)} {describe(value)!r} is not async"
         )
     _check_arity(name, value, call)
+
+
+def missing_extra(
+    error: ModuleNotFoundError, extra: str, needed_by: str
+) -> ModuleNotFoundError:
+    """The error for an optional dependency that is not installed: names the extra.
+
+    ``raise missing_extra(error, "jobs", "trunner.jobs") from error`` in an
+    ``except ModuleNotFoundError as error`` around the imports of the
+    dependency.
+    """
+    name = (error.name or "?").partition(".")[0]
+    return ModuleNotFoundError(
+        f"{needed_by} needs {name!r}, which is not installed: it comes with "
+        f"the {extra!r} extra, pip install 'trunner[{extra}]'",
+        name=name,
+    )

@@ -495,6 +495,7 @@ async def test_a_timed_out_sync_handler_is_not_run_again_while_its_thread_runs(
         MemoryJobStore(), registry, retry=policy, timeout=0.01, wall_clock=_wall
     ) as jm:
         await jm.submit_job("slow", "slow", 0.2)
+        info = await jm.get_job("slow")
         for _ in range(60):
             info = await jm.get_job("slow")
             if info.state in FINISHED_STATES:

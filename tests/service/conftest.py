@@ -9,8 +9,17 @@ import attrs
 import pytest
 import trio
 
-from trunner import RetryPolicy
-from trunner.jobs import JobManager, Registry, SQLiteJobStore, open_job_manager
+pytest.importorskip(
+    "hypercorn", reason="needs the 'service' extra: pip install 'trunner[service]'"
+)
+
+from trunner import RetryPolicy  # after the skip
+from trunner.jobs import (  # after the skip
+    JobManager,
+    Registry,
+    SQLiteJobStore,
+    open_job_manager,
+)
 from trunner.service import BearerTokens, Server, create_app, serve
 
 if TYPE_CHECKING:

@@ -32,13 +32,19 @@ from typing import Final as _Final
 from typing import final as _final
 
 import trio as _trio
-from opentelemetry import trace as _trace
-from opentelemetry.metrics import CallbackOptions as _CallbackOptions
-from opentelemetry.metrics import Observation as _Observation
-from opentelemetry.trace import Status as _Status
-from opentelemetry.trace import StatusCode as _StatusCode
 
 from .. import TaskHooks as _TaskHooks
+from .._util import missing_extra as _missing_extra
+
+try:
+    from opentelemetry import trace as _trace
+    from opentelemetry.metrics import CallbackOptions as _CallbackOptions
+    from opentelemetry.metrics import Observation as _Observation
+    from opentelemetry.trace import Status as _Status
+    from opentelemetry.trace import StatusCode as _StatusCode
+except ModuleNotFoundError as _error:  # pragma: no cover  # tested in a subprocess
+    raise _missing_extra(_error, "otel", "trunner.contrib.otel") from None
+
 from ._runner_set import COUNTERS as _COUNTERS
 from ._runner_set import GAUGES as _GAUGES
 from ._runner_set import RunnerSet as _RunnerSet

@@ -36,11 +36,16 @@ import typing as _typing
 from typing import Final as _Final
 from typing import final as _final
 
-from prometheus_client.core import REGISTRY as _REGISTRY
-from prometheus_client.core import CounterMetricFamily as _CounterMetricFamily
-from prometheus_client.core import GaugeMetricFamily as _GaugeMetricFamily
-from prometheus_client.core import SummaryMetricFamily as _SummaryMetricFamily
-from prometheus_client.samples import Sample as _Sample
+from .._util import missing_extra as _missing_extra
+
+try:
+    from prometheus_client.core import REGISTRY as _REGISTRY
+    from prometheus_client.core import CounterMetricFamily as _CounterMetricFamily
+    from prometheus_client.core import GaugeMetricFamily as _GaugeMetricFamily
+    from prometheus_client.core import SummaryMetricFamily as _SummaryMetricFamily
+    from prometheus_client.samples import Sample as _Sample
+except ModuleNotFoundError as _error:  # pragma: no cover  # tested in a subprocess
+    raise _missing_extra(_error, "prometheus", "trunner.contrib.prometheus") from None
 
 from ._runner_set import COUNTERS as _COUNTERS
 from ._runner_set import GAUGES as _GAUGES

@@ -8,6 +8,7 @@ runs them with the handlers of a `Registry`. Needs the ``trunner[jobs]`` extra.
 from __future__ import annotations
 
 from .._util import fixup_module_metadata as _fixup
+from . import _extra  # first: names the extra if cattrs is missing
 from ._errors import JobError as JobError
 from ._errors import JobExistsError as JobExistsError
 from ._errors import JobNotFoundError as JobNotFoundError
@@ -40,4 +41,4 @@ from ._store import RenewResult as RenewResult
 from ._store import WorkWatcher as WorkWatcher
 
 _fixup(__name__, globals())
-del _fixup
+del _fixup, _extra

@@ -44,12 +44,12 @@ from trunner.jobs import (
     open_store,
 )
 
-from .jobs.crash_handlers import Work, registry
+from .crash_handlers import Work, registry
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 HANDLERS = "tests.jobs.crash_handlers:registry"
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
