@@ -117,3 +117,10 @@ def test_scheduler_fixture_fails_a_test_that_leaves_a_task_running(
             "*the test left tasks that never end*'forgotten' (1 running, 0 pending)*",
         ]
     )
+
+
+async def test_run_until_idle_refuses_what_is_not_a_runner() -> None:
+    # Issue 8: run_until_idle(3) raised AttributeError: 'int' ... 'scheduler'.
+    async with trunner.open_sequenced_runner() as runner:
+        with pytest.raises(TypeError, match=r"argument 2 \(runners\[1\]\) is 3, not a"):
+            await run_until_idle(runner, 3)  # type: ignore[arg-type]  # bad on purpose

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import trio
 import trio.testing
 
+from .._abc import TaskRunner
 from .._context import current_scheduler
 
 if TYPE_CHECKING:
-    from .._abc import TaskRunner
     from .._scheduler import Scheduler
 
 
@@ -30,7 +30,14 @@ async def run_until_idle(*runners: TaskRunner) -> None:
 
     Raises:
         NoCurrentSchedulerError: with no runners, outside any scheduler.
+        TypeError: if one of ``runners`` is not a `TaskRunner`.
     """
+    for index, runner in enumerate(runners):
+        if not isinstance(runner, TaskRunner):
+            raise TypeError(
+                f"run_until_idle takes task runners; argument {index + 1} "
+                f"(runners[{index}]) is {runner!r}, not a TaskRunner"
+            )
     schedulers: list[Scheduler] = []
     for scheduler in (
         (r.scheduler for r in runners) if runners else (current_scheduler(),)
