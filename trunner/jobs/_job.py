@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from typing import TYPE_CHECKING, Final, final
 
 import attrs
@@ -65,6 +66,21 @@ class JobInfo:
     worker: str | None
 
 
+def _importable_name(cls: type[BaseException]) -> str:
+    # The name a worker imports the class by; refused now, at submit, when it
+    # would not find this class (a class defined inside a function).
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    found: object = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+    if found is not cls:
+        raise ValueError(
+            f"retry_on class {name!r} cannot be imported by its qualified name, "
+            "so a worker could not tell its errors; define it at module level"
+        )
+    return name
+
+
 @final
 @attrs.frozen(kw_only=True)
 class RetrySpec:
@@ -79,14 +95,19 @@ class RetrySpec:
 
     @classmethod
     def from_policy(cls, policy: RetryPolicy) -> RetrySpec:
-        """Describe ``policy``; its exception classes must be importable by name."""
+        """Describe ``policy``; its exception classes must be importable by name.
+
+        Raises:
+            ValueError: if a ``retry_on`` class cannot be found again by its
+                module and qualified name (a class defined inside a function).
+        """
         return cls(
             max_attempts=policy.max_attempts,
             initial_delay=policy.initial_delay,
             multiplier=policy.multiplier,
             max_delay=policy.max_delay,
             jitter=policy.jitter,
-            retry_on=tuple(f"{c.__module__}.{c.__qualname__}" for c in policy.retry_on),
+            retry_on=tuple(_importable_name(c) for c in policy.retry_on),
         )
 
     def to_json(self) -> str:
