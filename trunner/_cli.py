@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run and manage trunner's durable jobs.\n\n"
             "  trunner worker MODULE:REGISTRY --store URL   run jobs until stopped\n"
-            "  trunner jobs list|show|cancel|retry|purge|watch --store URL\n"
+            "  trunner jobs list|show|cancel|retry|delete|purge|watch --store URL\n"
             "  trunner serve MODULE:REGISTRY --store URL --token-file PATH\n\n"
             f"--store defaults to ${STORE_ENV}."
         ),
@@ -286,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(retry)
     _add_log_level(retry, "WARNING")
     retry.set_defaults(command=_retry_command)
+
+    delete = actions.add_parser(
+        "delete",
+        help="delete a finished (or unreadable) job",
+        description=(
+            "Delete one job: a finished one, or one whose stored form cannot be\n"
+            "read any more (corrupted). Pending and running jobs are refused:\n"
+            "cancel them first."
+        ),
+        formatter_class=formatter,
+    )
+    delete.add_argument("job_id", metavar="ID")
+    _add_store(delete)
+    _add_log_level(delete, "WARNING")
+    delete.set_defaults(command=_delete_command)
 
     purge = actions.add_parser(
         "purge",
@@ -702,12 +717,27 @@ def _exit_at_once(signum: int) -> NoReturn:  # pragma: no cover  # a subprocess 
 async def _jobs_manager_command(
     namespace: argparse.Namespace,
     action: Callable[[JobManager, Console], Awaitable[int]],
+    *,
+    read_only: bool = False,
 ) -> int:
     _import_jobs()
-    from .jobs import open_job_manager
+    from .jobs import SQLiteJobStore, open_job_manager
 
     console = _console()
     store = _open_store(namespace.store)
+    # A mistyped path must not make an empty database that then shows no
+    # jobs: a read-only verb refuses a file that does not exist.
+    if (
+        read_only
+        and isinstance(store, SQLiteJobStore)
+        and not os.path.exists(store.path)  # noqa: ASYNC240  # one stat, at start
+    ):
+        raise CommandError(
+            f"no SQLite database at {store.path!r} (from {namespace.store!r}); "
+            "check the path: sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db",
+            EXIT_USAGE,
+        )
     async with open_job_manager(store, worker=False) as manager:
         return await action(manager, console)
 
@@ -772,7 +802,7 @@ async def _list_command(namespace: argparse.Namespace) -> int:
         console.print(table)
         return EXIT_OK
 
-    return await _jobs_manager_command(namespace, action)
+    return await _jobs_manager_command(namespace, action, read_only=True)
 
 
 def _json(value: object) -> str:
@@ -788,7 +818,7 @@ async def _show_command(namespace: argparse.Namespace) -> int:
         console.print(_job_view(job), soft_wrap=True)
         return EXIT_OK
 
-    return await _jobs_manager_command(namespace, action)
+    return await _jobs_manager_command(namespace, action, read_only=True)
 
 
 def _job_view(job: JobInfo) -> Text:
@@ -843,6 +873,17 @@ async def _cancel_command(namespace: argparse.Namespace) -> int:
         elif job.state is not JobState.CANCELLED:
             line.append("; it had finished already and is left as it is")
         console.print(line)
+        return EXIT_OK
+
+    return await _jobs_manager_command(namespace, action)
+
+
+async def _delete_command(namespace: argparse.Namespace) -> int:
+    job_id: str = namespace.job_id
+
+    async def action(manager: JobManager, console: Console) -> int:
+        await manager.delete_job(job_id)
+        console.print(f"job {job_id!r}: deleted")
         return EXIT_OK
 
     return await _jobs_manager_command(namespace, action)
@@ -970,7 +1011,7 @@ async def _watch_command(namespace: argparse.Namespace) -> int:
                 nursery.cancel_scope.cancel()
         return EXIT_OK
 
-    return await _jobs_manager_command(namespace, action)
+    return await _jobs_manager_command(namespace, action, read_only=True)
 
 
 async def _cancel_on_signal(

@@ -423,7 +423,7 @@ def test_unreachable_store_exits_1(
 ) -> None:
     store = url(tmp_path / "no" / "such" / "dir" / "jobs.db")
 
-    code, out, err = run(capsys, "jobs", "list", "--store", store)
+    code, out, err = run(capsys, "jobs", "cancel", "x", "--store", store)
 
     assert (code, out) == (1, "")
     assert err.startswith("trunner: error: SQLite store ")
@@ -1039,6 +1039,8 @@ async def test_process_watch_stops_on_sigint(db: Path) -> None:
 
 
 async def test_process_errors(db: Path) -> None:
+    async with inspect(db):
+        pass  # the database exists: show reads it
     missing = await trio.run_process(
         trunner_command("worker", "no_such_module_xyz:registry", "--store", url(db)),
         cwd=ROOT,
@@ -1060,3 +1062,38 @@ async def test_process_errors(db: Path) -> None:
         1,
         b"trunner: error: no job with id 'nope'\n",
     )
+
+
+@pytest.mark.parametrize("verb", [["list"], ["show", "x"], ["watch"]])
+def test_read_only_verbs_refuse_a_missing_sqlite_file(
+    tmp_path: Path, verb: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo.db"
+    code = _cli.main(["jobs", *verb, "--store", f"sqlite:///{missing}"])
+
+    assert code == 2
+    assert "no SQLite database at" in capsys.readouterr().err
+    assert not missing.exists()  # nothing was created
+
+
+async def test_delete_verb_deletes_finished_jobs_only(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with inspect(db) as jm:
+        await jm.submit_job("later", "work", Work("later", 1), delay=3600)
+        await jm.cancel_job("later")
+        await jm.submit_job("waiting", "work", Work("waiting", 1), delay=3600)
+
+    deleted = await trio.to_thread.run_sync(
+        _cli.main, ["jobs", "delete", "later", "--store", url(db)]
+    )
+    refused = await trio.to_thread.run_sync(
+        _cli.main, ["jobs", "delete", "waiting", "--store", url(db)]
+    )
+
+    out = capsys.readouterr()
+    assert (deleted, refused) == (0, 1)
+    assert "job 'later': deleted" in out.out
+    assert "pending" in out.err
+    async with inspect(db) as jm:
+        assert [info.id for info in await jm.list_jobs()] == ["waiting"]
