@@ -31,6 +31,27 @@ a committed transaction. For scale, the same run on a `MemoryJobStore` (no
 disk) and the same calls on a plain `trunner.ParallelTaskRunner` (no store)
 are reported beside it.
 
+Worker throughput: ``N_E2E`` jobs are stored first (not timed), then one
+worker (``concurrency=E2E_CONCURRENCY``) runs them all; the time runs from the
+worker's start until every job is SUCCEEDED. Baselines, in the same run:
+
+* one_per_job: a hand-written SQLite loop on a thread (claim one job in one
+  transaction, run it, complete it in another): the one-transaction-per-step
+  path a JobManager took before grouped completions;
+* batched: a hand-written SQLite loop that completes a batch and claims the
+  next one in one transaction (``E2E_CONCURRENCY`` jobs a batch);
+* saq: the same ``N_E2E`` jobs submitted by ``SUBMITTERS`` tasks to saq on the
+  local Redis and run by a saq worker (concurrency ``E2E_CONCURRENCY``), from
+  the first submit until none is incomplete: compared with trunner's end to end
+  run (which also includes the submits). saq runs in a virtual environment of
+  its own that the benchmark makes with uv (see ``_jobs_baselines``).
+
+Latency: from ``submit_job`` to the first line of the handler on an idle
+worker (it waits on the store's wake-ups), ``N_LATENCY`` jobs one at a time.
+
+Memory: the RSS growth per pending job of a manager holding ``N_MEMORY``
+pending jobs in a `MemoryJobStore` (measured in a process of its own).
+
 Run: ``python tests/benchmarks/bench_jobs.py [--rounds N]``.
 """
 
@@ -40,6 +61,9 @@ Run: ``python tests/benchmarks/bench_jobs.py [--rounds N]``.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,8 +90,10 @@ if TYPE_CHECKING:
     # The type checkers see this directory as the namespace package
     # tests.benchmarks; run as a script, it is the first entry of sys.path.
     from tests.benchmarks import _common as common
+    from tests.benchmarks import _jobs_baselines as baselines
 else:
     import _common as common
+    import _jobs_baselines as baselines
 
 SUBMITTERS: Final = 100
 N_SUBMIT: Final = 30_000
@@ -78,6 +104,13 @@ E2E_CONCURRENCY: Final = 10
 POLL_INTERVAL: Final = 0.1
 GOAL_ACKS: Final = common.Goal(">=", 35_000)
 GOAL_RATIO: Final = common.Goal(">=", 8.0)
+GOAL_ONE_PER_JOB: Final = common.Goal(">=", 4.0)
+GOAL_BATCHED: Final = common.Goal(">=", 0.7)
+GOAL_SAQ: Final = common.Goal(">=", 5.0)
+N_LATENCY: Final = 200
+N_MEMORY: Final = 100_000
+GOAL_MEMORY: Final = common.Goal("<=", 600)
+REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 
 T0: Final = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
@@ -262,6 +295,212 @@ async def _plain_runner(directory: str) -> float:
     return N_E2E / elapsed
 
 
+# ---------------------------------------------------------------- worker throughput
+
+
+async def _worker_sqlite(directory: str) -> float:
+    """Store N_E2E jobs, then time one worker running them all."""
+    path = Path(directory) / "jobs.db"
+    async with open_job_manager(SQLiteJobStore(path), registry, worker=False) as jm:
+
+        def submit(index: int) -> Awaitable[object]:
+            return jm.submit_job(f"echo-{index:08d}", "echo", index)
+
+        await _in_submitters(N_E2E, submit)
+    store = SQLiteJobStore(path)
+    start = time.perf_counter()
+    async with open_job_manager(store, registry, concurrency=E2E_CONCURRENCY) as jm:
+        await _durable(store)
+        await _until_done(jm)
+        elapsed = time.perf_counter() - start
+    return N_E2E / elapsed
+
+
+def _hand_written(batch: int | None) -> Callable[[], float]:
+    def run() -> float:
+        with tempfile.TemporaryDirectory() as directory:
+            path = str(Path(directory) / "hand.db")
+            baselines.prepare(path, N_E2E)
+            return baselines.run_loop(path, N_E2E, batch=batch)
+
+    return run
+
+
+# ---------------------------------------------------------------- latency
+
+
+async def _latency(store: JobStore) -> list[float]:
+    """Seconds from submit_job to the handler's first line, on an idle worker."""
+    started: dict[int, float] = {}
+    latency_registry = Registry()
+
+    @latency_registry.handler("mark")
+    async def mark(index: int) -> None:
+        started[index] = time.perf_counter()
+
+    delays: list[float] = []
+    async with open_job_manager(store, latency_registry, concurrency=1) as jm:
+        await trio.sleep(0.2)  # idle: the worker waits for work
+        for index in range(N_LATENCY):
+            before = time.perf_counter()
+            await jm.submit_job(f"mark-{index}", "mark", index)
+            while index not in started:  # a tight look
+                await trio.lowlevel.checkpoint()
+            delays.append(started[index] - before)
+            await trio.sleep(0.005)  # idle again
+    return delays
+
+
+def _latencies(make: Callable[[str], JobStore]) -> list[float]:
+    with tempfile.TemporaryDirectory() as directory:
+        return trio.run(_latency, make(directory))
+
+
+# ---------------------------------------------------------------- memory
+
+_MEMORY_CHILD: Final = """
+import gc, os, sys, trio
+from trunner.jobs import MemoryJobStore, open_job_manager
+
+N = int(sys.argv[1])
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+async def main():
+    store = MemoryJobStore()
+    async with open_job_manager(store, worker=False) as jm:
+        await jm.submit_job("warm-up", "h", {"n": -1})
+        gc.collect()
+        before = rss()
+        async def submitter(first):
+            for i in range(first, N, 100):
+                await jm.submit_job(f"job-{i:08d}", "h", {"n": i})
+        async with trio.open_nursery() as nursery:
+            for first in range(100):
+                nursery.start_soon(submitter, first)
+        gc.collect()
+        print((rss() - before) / N)
+
+trio.run(main)
+"""
+
+
+def _memory_per_job() -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(N_MEMORY)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def worker_tables(rounds: int) -> None:
+    """Worker throughput against the hand-written loops and saq; latency; memory."""
+    saq = baselines.Saq()
+    have_saq = baselines.redis_reachable() and saq.install()
+    if not have_saq and not saq.why_not:
+        saq.why_not = "no Redis at 127.0.0.1:6379"
+    variants: list[tuple[str, Callable[[], float]]] = [
+        ("trunner", in_temporary_directory(_worker_sqlite)),
+        ("one_per_job", _hand_written(None)),
+        ("batched", _hand_written(E2E_CONCURRENCY)),
+        ("e2e", in_temporary_directory(_e2e_sqlite)),
+    ]
+    if have_saq:
+        variants.append(
+            ("saq", lambda: saq.run(N_E2E, SUBMITTERS, E2E_CONCURRENCY, REDIS_URL))
+        )
+    try:
+        runs = common.interleave(variants, rounds=rounds)
+    finally:
+        saq.close()
+    trunner_runs = runs["trunner"]
+    rows = [
+        common.Row(
+            metric="trunner worker on SQLite (jobs/s)",
+            value=common.fmt_rate(common.median(trunner_runs)),
+            baseline="",
+            ratio=common.fmt_spread(trunner_runs),
+        ),
+        common.compare(
+            "trunner / hand-written loop, one transaction per step",
+            trunner_runs,
+            runs["one_per_job"],
+            fmt=common.fmt_rate,
+            goal=GOAL_ONE_PER_JOB,
+        ),
+        common.compare(
+            "trunner / hand-written loop, batches in one transaction",
+            trunner_runs,
+            runs["batched"],
+            fmt=common.fmt_rate,
+            goal=GOAL_BATCHED,
+        ),
+    ]
+    if have_saq:
+        rows.append(
+            common.compare(
+                "trunner end to end (with submits) / saq on Redis",
+                runs["e2e"],
+                runs["saq"],
+                fmt=common.fmt_rate,
+                goal=GOAL_SAQ,
+            )
+        )
+    else:
+        rows.append(
+            common.Row(
+                metric="trunner / saq on Redis",
+                value=common.fmt_rate(common.median(runs["e2e"])),
+                baseline=f"saq unavailable: {saq.why_not}",
+                ratio="",
+                goal=GOAL_SAQ.describe(),
+                status="SKIP",
+            )
+        )
+    common.print_table(
+        f"Worker throughput: {N_E2E:,} trivial jobs stored first, one worker, "
+        f"concurrency={E2E_CONCURRENCY}, SQLite synchronous=FULL",
+        rows,
+    )
+
+    def memory(directory: str) -> JobStore:
+        del directory
+        return MemoryJobStore()
+
+    def sqlite(directory: str) -> JobStore:
+        return SQLiteJobStore(Path(directory) / "jobs.db")
+
+    latency_rows: list[common.Row] = []
+    for name, make in (("MemoryJobStore", memory), ("SQLiteJobStore", sqlite)):
+        delays = [1e3 * d for d in _latencies(make)]
+        latency_rows.append(
+            common.Row(
+                metric=f"submit -> handler start, idle worker, {name} (p50 / p99)",
+                value=f"{common.fmt_ms(common.percentile(delays, 50))} / "
+                f"{common.fmt_ms(common.percentile(delays, 99))}",
+                baseline="",
+                ratio="",
+            )
+        )
+    per_job = common.median([_memory_per_job() for _ in range(min(rounds, 3))])
+    latency_rows.append(
+        common.Row(
+            metric=f"RSS per pending job, MemoryJobStore, {N_MEMORY:,} jobs",
+            value=common.fmt_bytes(per_job),
+            baseline="",
+            ratio="",
+            goal=GOAL_MEMORY.describe(" B"),
+            status=common.status(GOAL_MEMORY, per_job),
+        )
+    )
+    common.print_table(f"Latency ({N_LATENCY} jobs) and memory", latency_rows)
+
+
 def main() -> None:
     rounds = common.parse_rounds(__doc__ or "", default=3)
     common.print_environment(
@@ -348,6 +587,8 @@ def main() -> None:
             ),
         ],
     )
+
+    worker_tables(rounds)
 
 
 if __name__ == "__main__":
