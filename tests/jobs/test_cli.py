@@ -867,7 +867,7 @@ async def worker_process(
 
 async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
     """Poll the store (another process changes it) until ``condition()`` holds."""
-    with trio.fail_after(15):
+    with trio.fail_after(45):
         while not await condition():  # noqa: ASYNC110  # no event across processes
             await trio.sleep(0.05)
 
@@ -912,7 +912,7 @@ async def test_process_worker_graceful_stop(tmp_path: Path, db: Path) -> None:
 
             process.send_signal(signal.SIGINT)
             signalled = trio.current_time()
-            with trio.fail_after(10):
+            with trio.fail_after(30):
                 code = await process.wait()
             took = trio.current_time() - signalled
 
@@ -950,7 +950,7 @@ async def test_process_worker_second_and_third_signals(
             async def async_released() -> bool:
                 return (await jm.get_job("async")).state is JobState.PENDING
 
-            with trio.fail_after(5):
+            with trio.fail_after(20):
                 await wait_until(async_released)
             await trio.sleep(0.7)  # not a repeat of the second signal
             assert process.returncode is None
@@ -989,7 +989,7 @@ async def test_process_watch_until_empty(tmp_path: Path, db: Path) -> None:
         assert process.stdout is not None
         output = b""
         try:
-            with trio.fail_after(30):
+            with trio.fail_after(90):
                 while b"\n" not in output:
                     output += await process.stdout.receive_some()
                 async with worker_process(
@@ -1023,10 +1023,10 @@ async def test_process_watch_stops_on_sigint(db: Path) -> None:
     )
     assert process.stdout is not None
     try:
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             first = await process.stdout.receive_some()
         process.send_signal(signal.SIGINT)
-        with trio.fail_after(5):
+        with trio.fail_after(20):
             code = await process.wait()
     finally:
         process.kill()

@@ -761,3 +761,56 @@ def test_property_list_of_attrs_round_trip(items: list[Leaf]) -> None:
     text = SERIALIZER.dump_args(spec, items)
 
     assert SERIALIZER.load_args(spec, text) == items
+
+
+# Issue 8: a plain dict for an attrs class is stored as the class writes itself,
+# and naive datetimes are refused (workers on other machines read them).
+
+
+def test_json_form_is_stored_in_its_structured_form(
+    serializer: JsonSerializer,
+) -> None:
+    spec = spec_for(SendEmail)
+    given_form = {"to": "x", "subject": "s", "when": "2024-05-06T12:00:00Z"}
+
+    text, value = serializer.dump_args_value(spec, given_form)
+
+    assert text == serializer.dump_args(spec, SendEmail("x", "s", NOON))
+    assert value == json.loads(text)
+    assert given_form == {"to": "x", "subject": "s", "when": "2024-05-06T12:00:00Z"}
+
+
+def test_json_form_that_does_not_structure_is_refused(
+    serializer: JsonSerializer,
+) -> None:
+    with pytest.raises(SerializationError, match="SendEmail"):
+        serializer.dump_args(spec_for(SendEmail), {"to": "x", "subject": "s"})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        SendEmail("x", "s", dt.datetime(2024, 5, 6, 12, 0)),  # noqa: DTZ001
+        {"to": "x", "subject": "s", "when": "2024-05-06T12:00:00"},
+    ],
+    ids=["instance", "json-form"],
+)
+def test_naive_datetimes_are_refused(serializer: JsonSerializer, args: object) -> None:
+    with pytest.raises(SerializationError, match="has no time zone"):
+        serializer.dump_args(spec_for(SendEmail), args)
+
+
+def test_naive_datetime_in_untyped_args_is_refused(serializer: JsonSerializer) -> None:
+    with pytest.raises(SerializationError, match="has no time zone"):
+        serializer.dump_args(None, [dt.datetime(2024, 5, 6)])  # noqa: DTZ001
+
+
+def test_aware_datetimes_in_other_zones_keep_their_offset(
+    serializer: JsonSerializer,
+) -> None:
+    paris = dt.timezone(dt.timedelta(hours=1))
+    email = SendEmail("x", "s", dt.datetime(2024, 5, 6, 13, 0, tzinfo=paris))
+
+    text = serializer.dump_args(spec_for(SendEmail), email)
+
+    assert serializer.load_args(spec_for(SendEmail), text) == email

@@ -1,5 +1,8 @@
 """``trunner serve``: a worker and the service in one real process."""
 
+# White-box test of the CLI's logging set-up: it calls trunner._cli's private helpers.
+# pyright: reportPrivateUsage=false
+
 from __future__ import annotations
 
 import argparse

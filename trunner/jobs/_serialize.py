@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime
 import json
 import reprlib
 import typing
@@ -171,6 +172,7 @@ class JsonSerializer:
             detailed_validation=True, forbid_extra_keys=forbid_extra_keys
         )
         _configure_strict(converter)
+        _refuse_naive_datetimes(converter, structure=forbid_extra_keys)
         if self._configure is not None:
             self._configure(converter)
         return converter
@@ -224,7 +226,12 @@ class JsonSerializer:
                 # Checking the JSON value before encoding is as good as checking the
                 # parsed text, and cheaper: JSON only adds lists for tuples (which
                 # structure alike) and string keys (which loading parses back).
-                hook(plain, spec.arg_type)
+                structured = hook(plain, spec.arg_type)
+                if structured is not plain and type(args) in _NATIVE:
+                    # The JSON form of an attrs class (a plain dict, say) is
+                    # stored as that class writes itself: defaults filled in,
+                    # values in their canonical form.
+                    plain, text = self._encode(structured)
             except Exception as error:  # any hook may fail: reported
                 raise SerializationError(
                     f"arguments for handler {spec.name!r} do not match its "
@@ -419,6 +426,30 @@ def _is_keyed_mapping(tp: object) -> bool:
 
 def _is_collection(tp: object) -> bool:
     return (typing.get_origin(tp) or tp) in _COLLECTIONS
+
+
+def _aware(value: object) -> object:
+    if isinstance(value, datetime.datetime) and value.utcoffset() is None:
+        raise ValueError(
+            f"datetime {value.isoformat()} has no time zone: a job's datetimes "
+            "must be timezone-aware (for example datetime.now(timezone.utc)), "
+            "since workers on other machines read them"
+        )
+    return value
+
+
+def _refuse_naive_datetimes(converter: cattrs.Converter, *, structure: bool) -> None:
+    """Make ``converter`` refuse naive datetimes: when it writes them, and when
+    ``structure`` (the submit-time checker) when it reads them."""
+    unstructure = converter.get_unstructure_hook(datetime.datetime)
+    converter.register_unstructure_hook(
+        datetime.datetime, lambda value: unstructure(_aware(value))
+    )
+    if structure:
+        read: _Hook = converter.get_structure_hook(datetime.datetime)
+        converter.register_structure_hook(
+            datetime.datetime, lambda value, cl: _aware(read(value, cl))
+        )
 
 
 def _configure_strict(converter: cattrs.Converter) -> None:
