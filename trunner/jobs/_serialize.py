@@ -439,8 +439,11 @@ def _aware(value: object) -> object:
 
 
 def _refuse_naive_datetimes(converter: cattrs.Converter, *, structure: bool) -> None:
-    """Make ``converter`` refuse naive datetimes: when it writes them, and when
-    ``structure`` (the submit-time checker) when it reads them."""
+    """Make ``converter`` refuse naive datetimes.
+
+    It refuses them when it writes them, and also when it reads them if
+    ``structure`` is true (the checker used at submit time).
+    """
     unstructure = converter.get_unstructure_hook(datetime.datetime)
     converter.register_unstructure_hook(
         datetime.datetime, lambda value: unstructure(_aware(value))
