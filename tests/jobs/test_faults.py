@@ -516,3 +516,36 @@ async def test_a_timed_out_sync_handler_is_not_run_again_while_its_thread_runs(
     assert info.state in FINISHED_STATES
     assert runs == info.attempts <= 3
     assert most == 1  # an attempt never starts while the thread of another runs
+
+
+async def test_a_timed_out_attempt_names_the_jobs_attempt(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Issue 8: each attempt runs as a task of its own, so every timeout said
+    # "attempt 1 of task ...", the third attempt included.
+    registry = Registry()
+
+    @registry.handler("stuck")
+    async def stuck() -> None:
+        await trio.sleep_forever()
+
+    policy = RetryPolicy(max_attempts=3, initial_delay=1, jitter=0)
+    async with open_job_manager(
+        MemoryJobStore(), registry, retry=policy, timeout=5, wall_clock=_wall
+    ) as jm:
+        await jm.submit_job("job", "stuck", None)
+        seen: list[str] = []
+        info = await jm.get_job("job")
+        while info.state is not JobState.FAILED:
+            await trio.sleep(0.5)
+            info = await jm.get_job("job")
+            if info.error is not None and (not seen or seen[-1] != info.error):
+                seen.append(info.error)
+
+    assert info.attempts == 3
+    lines = [text.splitlines()[-1] for text in seen]
+    assert lines == [
+        f"trunner.TaskTimeoutError: attempt {n} of 3 of job 'job' ran past its "
+        "timeout of 5.0 s"
+        for n in (1, 2, 3)
+    ]

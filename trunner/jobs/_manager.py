@@ -40,7 +40,7 @@ import attrs
 import outcome
 import trio
 
-from .._errors import RunnerClosedError
+from .._errors import RunnerClosedError, TaskTimeoutError
 from .._retry import RetryPolicy
 from .._scheduler import open_scheduler
 from .._traits import Priority, TaskState, TaskTraits
@@ -1156,6 +1156,14 @@ class JobManager:
     def _failed(
         self, record: JobRecord, error: BaseException, now: dt.datetime
     ) -> JobEnd:
+        if isinstance(error, TaskTimeoutError):
+            # Each attempt is a task of its own, so the runner's message says
+            # "attempt 1 of task ...": say which attempt of the job it was.
+            timeout = self._config.timeout if record.timeout is None else record.timeout
+            error.args = (
+                f"attempt {record.attempts} of {record.max_attempts} of job "
+                f"{record.id!r} ran past its timeout of {timeout} s",
+            )
         try:
             run_at = self._retry_at(record, error, now)
         except Exception as ours:  # a bad stored policy: the job fails with it
