@@ -27,6 +27,7 @@ EXTRAS = {
     "crash_recovery": ("cattrs", "jobs"),
     "cron_jobs": ("cattrs", "jobs"),
     "demo": ("cattrs", "jobs"),
+    "distributed_workers": ("coredis", "redis"),
     "http_service": ("hypercorn", "service"),
     "job_manager": ("cattrs", "jobs"),
     "postgres_jobs": ("psycopg", "postgres"),

@@ -69,7 +69,8 @@ async def test_submit_returns_201_with_the_stored_job(http: httpx.AsyncClient) -
     job = response.json()
     assert job["id"] == "job-1"
     assert job["handler"] == "send_email"
-    assert job["args"] == {"to": "a@example.com"}
+    # Stored in the structured form of the handler's argument: defaults filled in.
+    assert job["args"] == {"to": "a@example.com", "subject": "hello"}
     assert job["state"] == "pending"
     assert job["priority"] == "user_blocking"
     assert job["attempts"] == 0
