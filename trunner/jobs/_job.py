@@ -39,6 +39,18 @@ JSON = object
 _UNPARSED: Final = object()
 
 
+def check_finished_state(state: JobState) -> None:
+    """Check that a store's ``complete`` was given a finished state.
+
+    Raises:
+        ValueError: if ``state`` is not succeeded, failed or cancelled.
+    """
+    if state not in FINISHED_STATES:
+        raise ValueError(
+            f"a job completes as succeeded, failed or cancelled, not {state}"
+        )
+
+
 @final
 @attrs.frozen(kw_only=True)
 class JobInfo:

@@ -10,7 +10,13 @@ import attrs
 import trio
 
 from ._errors import StoreError
-from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._job import (
+    FINISHED_STATES,
+    JobRecord,
+    JobState,
+    ScheduleRecord,
+    check_finished_state,
+)
 from ._sqlite import with_seq
 from ._store import CompleteResult, RenewResult
 from ._wakeup import Wakeups
@@ -397,10 +403,7 @@ class MemoryJobStore:
         Raises:
             ValueError: if ``state`` is not a finished state.
         """
-        if state not in FINISHED_STATES:
-            raise ValueError(
-                f"a job completes as succeeded, failed or cancelled, not {state}"
-            )
+        check_finished_state(state)
         await self._ready()
         return self._complete(job_id, worker, state, finished_at, result, error)
 

@@ -16,7 +16,13 @@ import trio
 
 from .._util import check_duration
 from ._errors import StoreError
-from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._job import (
+    FINISHED_STATES,
+    JobRecord,
+    JobState,
+    ScheduleRecord,
+    check_finished_state,
+)
 from ._store import CompleteResult, RenewResult
 
 if TYPE_CHECKING:
@@ -457,10 +463,7 @@ class PostgresJobStore:
         """
         from ._postgres_claims import End
 
-        if state not in FINISHED_STATES:
-            raise ValueError(
-                f"a job completes as succeeded, failed or cancelled, not {state}"
-            )
+        check_finished_state(state)
         end = End(
             job_id,
             "finished",

@@ -22,7 +22,13 @@ from .._traits import ShutdownBehavior, TaskTraits
 from .._util import check_duration
 from . import _redis_lua as lua
 from ._errors import SerializationError, StoreError
-from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._job import (
+    FINISHED_STATES,
+    JobRecord,
+    JobState,
+    ScheduleRecord,
+    check_finished_state,
+)
 from ._redis_client import DURABLE, Connection, Reply, text
 from ._redis_codec import (
     check_prefix,
@@ -557,10 +563,7 @@ class RedisJobStore:
         Raises:
             ValueError: if ``state`` is not a finished state.
         """
-        if state not in FINISHED_STATES:
-            raise ValueError(
-                f"a job completes as succeeded, failed or cancelled, not {state}"
-            )
+        check_finished_state(state)
         done = await self._script(
             "COMPLETE",
             job_id,

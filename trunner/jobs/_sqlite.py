@@ -25,7 +25,13 @@ from .._context import current_scheduler
 from .._errors import NoCurrentSchedulerError, RunnerClosedError
 from .._util import check_duration
 from ._errors import SerializationError, StoreError
-from ._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ._job import (
+    FINISHED_STATES,
+    JobRecord,
+    JobState,
+    ScheduleRecord,
+    check_finished_state,
+)
 from ._store import CompleteResult, RenewResult
 from ._wakeup import Wakeups, shared_wakeups
 
@@ -1277,10 +1283,7 @@ class SQLiteJobStore:
         Raises:
             ValueError: if ``state`` is not a finished state.
         """
-        if state not in FINISHED_STATES:
-            raise ValueError(
-                f"a job completes as succeeded, failed or cancelled, not {state}"
-            )
+        check_finished_state(state)
         return await self._run(
             _Database.complete, job_id, worker, state, finished_at, result, error
         )
