@@ -6,18 +6,16 @@ script installs procrastinate (and its psycopg) into a virtual environment of
 its own in a temporary directory. Every system works in a schema of its own,
 dropped at the end.
 
-* End to end: ``Sizes.jobs`` trivial jobs (an async handler that returns its
-  argument) submitted by ``SUBMITTERS`` concurrent tasks to one process that is
-  also the only worker (concurrency ``CONCURRENCY``); the time runs from the
-  first submit until every job has succeeded (polled every 0.1 s). trunner:
-  `open_job_manager` on a `PostgresJobStore`; procrastinate: ``defer_async``
-  and ``run_worker_async`` of one app, on asyncio (its own schema applied).
-* Latency: an idle worker in another process, and ``Sizes.latency`` jobs submitted
-  one at a time, each once the previous one has started; the handler writes
-  the wall time at which it starts; latency is that minus the wall time just
-  before the submit. Both systems wake their worker with LISTEN/NOTIFY.
-* Scaling: ``Sizes.jobs`` jobs run by 1 and by 3 worker processes (trunner), each
-  with concurrency ``CONCURRENCY``, submitted once the workers are up and idle.
+The three measures are those of `_workers_harness` (trunner's side, on a
+`PostgresJobStore`); procrastinate runs the same end to end and latency ones:
+
+* End to end: 10,000 trivial jobs submitted by 100 concurrent tasks to one
+  process that is also the only worker (concurrency 10). procrastinate:
+  ``defer_async`` and ``run_worker_async`` of one app, on asyncio (its own
+  schema applied).
+* Latency: an idle worker in another process, jobs submitted one at a time.
+  Both systems wake their worker with LISTEN/NOTIFY.
+* Scaling (trunner only): 1 and 3 worker processes.
 
 Run: ``python tests/benchmarks/bench_postgres.py [--rounds N]`` (default: one
 round; a round takes a few minutes, procrastinate's run most of it).
@@ -25,7 +23,6 @@ round; a round takes a few minutes, procrastinate's run most of it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -37,33 +34,18 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import attrs
-import trio
-
-from trunner.jobs import JobManager, JobState, Registry, open_job_manager, open_store
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     # The type checkers see this directory as the namespace package
     # tests.benchmarks; run as a script, it is the first entry of sys.path.
     from tests.benchmarks import _common as common
+    from tests.benchmarks import _workers_harness as harness
 else:
     import _common as common
+    import _workers_harness as harness
 
 
-@attrs.define
-class Sizes:
-    """How many jobs each part runs (``--jobs`` lowers them, for a quick look)."""
-
-    jobs: int = 10_000
-    latency: int = 200
-
-
-sizes = Sizes()
-CONCURRENCY: Final = 10
-SUBMITTERS: Final = 100
-WORKERS: Final = 3
 GOAL_E2E_RATIO: Final = common.Goal(">=", 3.0)
 HOST: Final = os.environ.get("TRUNNER_TEST_POSTGRES_HOST", "127.0.0.1")
 PORT: Final = int(os.environ.get("TRUNNER_TEST_POSTGRES_PORT", "5432"))
@@ -71,24 +53,6 @@ DB: Final = os.environ.get("TRUNNER_TEST_POSTGRES_DB", "test")
 USER: Final = os.environ.get("TRUNNER_TEST_POSTGRES_USER", "postgres")
 URL: Final = f"postgresql://{USER}@{HOST}:{PORT}/{DB}"
 HERE: Final = Path(__file__).resolve().parent
-
-registry = Registry()
-_stamps: Path | None = None
-
-
-@registry.handler("noop")
-async def noop(x: int) -> int:
-    """A trivial job."""
-    return x
-
-
-@registry.handler("stamp")
-async def stamp(job: str) -> None:
-    """Write when this job started (wall time) to the stamps file."""
-    assert _stamps is not None
-    with _stamps.open("a") as out:
-        out.write(f"{job} {time.time()!r}\n")
-
 
 # ---------------------------------------------------------------- procrastinate
 
@@ -201,9 +165,12 @@ class Procrastinate:
 
     def e2e(self) -> float:
         self.clear()
-        out = self._run("e2e", str(sizes.jobs), str(CONCURRENCY), str(SUBMITTERS))
+        jobs = harness.sizes.jobs
+        out = self._run(
+            "e2e", str(jobs), str(harness.CONCURRENCY), str(harness.SUBMITTERS)
+        )
         seconds: float = json.loads(out.strip().splitlines()[-1])["seconds"]
-        return sizes.jobs / seconds
+        return jobs / seconds
 
     def latency(self) -> list[float]:
         self.clear()
@@ -217,24 +184,14 @@ class Procrastinate:
         )
         try:
             time.sleep(3)  # up and idle
-            out = self._run("latency", str(sizes.latency), env=env)
+            out = self._run("latency", str(harness.sizes.latency), env=env)
         finally:
             worker.send_signal(signal.SIGINT)
             worker.wait(30)
-        return _latencies(out, stamps)
+        return harness.latencies(out, stamps)
 
     def drop(self) -> None:
         _sql(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
-
-
-def _latencies(submitted: str, stamps: Path) -> list[float]:
-    before = dict(line.split() for line in submitted.splitlines() if line.strip())
-    started = dict(line.split() for line in stamps.read_text().splitlines())
-    return [
-        float(started[job]) - float(at)
-        for job, at in before.items()
-        if int(job) >= 0 and job in started
-    ]
 
 
 def _sql(statement: str) -> None:
@@ -253,144 +210,18 @@ def _store_url(schema: str) -> str:
     return f"{URL}?schema={schema}"
 
 
-async def _wait_all_done(manager: JobManager, count: int) -> None:
-    while (await manager.counts())[JobState.SUCCEEDED] < count:  # noqa: ASYNC110
-        await trio.sleep(0.1)
-
-
-async def _submit_noops(manager: JobManager) -> None:
-    async def submit(first: int) -> None:
-        for i in range(first, sizes.jobs, SUBMITTERS):
-            await manager.submit_job(f"j{i}", "noop", i)
-
-    async with trio.open_nursery() as nursery:
-        for first in range(SUBMITTERS):
-            nursery.start_soon(submit, first)
-
-
-def trunner_e2e(schema: str) -> float:
-    async def run() -> float:
-        store = open_store(_store_url(schema))
-        async with open_job_manager(store, registry, concurrency=CONCURRENCY) as jm:
-            await jm.purge()
-            started = time.perf_counter()
-            await _submit_noops(jm)
-            await _wait_all_done(jm, sizes.jobs)
-            took = time.perf_counter() - started
-            await jm.purge()
-        return sizes.jobs / took
-
-    return trio.run(run)
-
-
-class Workers:
-    """trunner worker processes (this script with ``--worker``)."""
-
-    def __init__(self, schema: str, count: int, stamps: Path | None = None) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.ready: list[Path] = []
-        for n in range(count):
-            ready = Path(tempfile.mkdtemp()) / f"ready-{n}"
-            self.ready.append(ready)
-            args = [sys.executable, __file__, "--worker", schema, "--ready", str(ready)]
-            if stamps is not None:
-                args += ["--stamps", str(stamps)]
-            self.processes.append(subprocess.Popen(args))
-
-    def wait_ready(self) -> None:
-        while not all(path.exists() for path in self.ready):
-            time.sleep(0.05)
-        time.sleep(0.5)  # idle
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGINT)
-        for process in self.processes:
-            process.wait(60)
-
-
-def trunner_scaling(schema: str, count: int) -> float:
-    async def run() -> float:
-        store = open_store(_store_url(schema))
-        async with open_job_manager(store, registry, worker=False) as jm:
-            await jm.purge()
-            workers = Workers(schema, count)
-            try:
-                await trio.to_thread.run_sync(workers.wait_ready)
-                started = time.perf_counter()
-                await _submit_noops(jm)
-                await _wait_all_done(jm, sizes.jobs)
-                took = time.perf_counter() - started
-            finally:
-                await trio.to_thread.run_sync(workers.stop)
-            await jm.purge()
-        return sizes.jobs / took
-
-    return trio.run(run)
-
-
-def trunner_latency(schema: str, directory: Path) -> list[float]:
-    stamps = directory / "trunner-stamps.txt"
-    stamps.unlink(missing_ok=True)
-
-    async def run() -> str:
-        store = open_store(_store_url(schema))
-        lines: list[str] = []
-        async with open_job_manager(store, registry, worker=False) as jm:
-            await jm.purge()
-            workers = Workers(schema, 1, stamps)
-            try:
-                await trio.to_thread.run_sync(workers.wait_ready)
-                for i in range(-1, sizes.latency):
-                    before = time.time()
-                    await jm.submit_job(f"l{i}", "stamp", str(i))
-                    lines.append(f"{i} {before!r}")
-                    await trio.sleep(0.05 if i >= 0 else 2.0)
-            finally:
-                await trio.to_thread.run_sync(workers.stop)
-            await jm.purge()
-        return "\n".join(lines)
-
-    return _latencies(trio.run(run), stamps)
-
-
-async def _worker_main(schema: str, ready: Path, stamps: str | None) -> None:
-    global _stamps
-    _stamps = None if stamps is None else Path(stamps)
-    store = open_store(_store_url(schema))
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with open_job_manager(store, registry, concurrency=CONCURRENCY):
-            await trio.Path(ready).touch()
-            async for _ in signals:
-                break
-
-
 # ---------------------------------------------------------------- main
 
 
-def _ms(values: list[float], q: float) -> str:
-    return f"{common.percentile(values, q) * 1000:.1f} ms"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--jobs", type=int, default=10_000, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", metavar="SCHEMA")
-    parser.add_argument("--ready", type=Path)
-    parser.add_argument("--stamps")
-    args = parser.parse_args()
-    sizes.jobs = args.jobs
-    sizes.latency = min(sizes.latency, max(10, sizes.jobs // 10))
-    if args.worker:
-        trio.run(_worker_main, args.worker, args.ready, args.stamps)
-        return
+    args = harness.parse_args((__doc__ or "").splitlines()[0], "procrastinate")
     try:
         _sql("SELECT 1")
     except Exception as error:  # any failure: say so, skip
         print(f"bench_postgres: skipped, no PostgreSQL at {URL}: {error}")
         return
     schema = f"bench_trunner_{uuid.uuid4().hex[:8]}"
+    store = _store_url(schema)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         peer = Procrastinate(directory)
@@ -398,32 +229,24 @@ def main() -> None:
             version = peer.install()
             print(f"procrastinate {version}", file=sys.stderr)
             variants: list[tuple[str, Callable[[], float]]] = [
-                ("trunner", lambda: trunner_e2e(schema)),
+                ("trunner", lambda: harness.e2e(store)),
                 ("procrastinate", peer.e2e),
             ]
             e2e = common.interleave(variants, rounds=args.rounds, warmup=False)
             latency = {
-                "trunner": trunner_latency(schema, directory),
+                "trunner": harness.latency(store, directory),
                 "procrastinate": peer.latency(),
             }
-            scaling = common.interleave(
-                [
-                    ("1 worker", lambda: trunner_scaling(schema, 1)),
-                    (f"{WORKERS} workers", lambda: trunner_scaling(schema, WORKERS)),
-                ],
-                rounds=args.rounds,
-                warmup=False,
-            )
+            scaling = harness.scaling_rounds(store, args.rounds)
         finally:
             peer.drop()
             _sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     ours, theirs = e2e["trunner"], e2e["procrastinate"]
     ratios = common.paired_ratios(ours, theirs)
-    one, many = scaling["1 worker"], scaling[f"{WORKERS} workers"]
     rows = [
         common.Row(
-            f"end to end: {sizes.jobs:,} trivial jobs, one worker, "
-            f"concurrency {CONCURRENCY}",
+            f"end to end: {harness.sizes.jobs:,} trivial jobs, one worker, "
+            f"concurrency {harness.CONCURRENCY}",
             common.fmt_rate(common.median(ours)),
             f"procrastinate {version} {common.fmt_rate(common.median(theirs))}",
             f"{common.median(ratios):.2f}x",
@@ -432,18 +255,11 @@ def main() -> None:
         ),
         common.Row(
             "submit -> start on an idle worker in another process, p50 / p99",
-            f"{_ms(latency['trunner'], 50)} / {_ms(latency['trunner'], 99)}",
-            f"procrastinate {_ms(latency['procrastinate'], 50)} / "
-            f"{_ms(latency['procrastinate'], 99)}",
+            harness.latency_cell(latency["trunner"]),
+            f"procrastinate {harness.latency_cell(latency['procrastinate'])}",
             "",
         ),
-        common.Row(
-            f"{WORKERS} worker processes / 1 ({sizes.jobs:,} jobs, concurrency "
-            f"{CONCURRENCY} each)",
-            common.fmt_rate(common.median(many)),
-            f"1 worker {common.fmt_rate(common.median(one))}",
-            f"{common.median(common.paired_ratios(many, one)):.2f}x",
-        ),
+        harness.scaling_row(scaling),
     ]
     common.print_table("PostgresJobStore", rows)
 

@@ -5,18 +5,17 @@ Needs the local Redis (127.0.0.1:6379; ``TRUNNER_TEST_REDIS_*`` move it) and
 environment of its own in a temporary directory. Every system works under keys
 of its own (a fresh prefix or queue name), deleted at the end.
 
-* End to end: ``Sizes.jobs`` trivial jobs submitted by ``SUBMITTERS``
-  concurrent tasks to one process that is also the only worker (concurrency
-  ``CONCURRENCY``); the time runs from the first submit until every job has
-  run. trunner: `open_job_manager` on a `RedisJobStore`; saq and arq (with
-  their defaults: arq polls every 0.5 s) on asyncio; and a minimal queue
-  written by hand with coredis on trio (LPUSH to a list, ``CONCURRENCY`` tasks
-  BRPOP from it, no durability beyond the list itself) as the floor.
-* Latency: an idle trunner worker in another process, and ``Sizes.latency``
-  jobs submitted one at a time; the handler writes the wall time at which it
-  starts; latency is that minus the wall time just before the submit.
-* Scaling: ``Sizes.jobs`` jobs run by 1 and by 3 worker processes, each with
-  concurrency ``CONCURRENCY``, submitted once the workers are up and idle.
+The three measures are those of `_workers_harness` (trunner's side, on a
+`RedisJobStore`):
+
+* End to end: 10,000 trivial jobs submitted by 100 concurrent tasks to one
+  process that is also the only worker (concurrency 10); beside trunner, saq
+  and arq (with their defaults: arq polls every 0.5 s) on asyncio, and a
+  minimal queue written by hand with coredis on trio (LPUSH to a list, 10
+  tasks BRPOP from it, no durability beyond the list itself) as the floor.
+* Latency: an idle trunner worker in another process, jobs submitted one at
+  a time.
+* Scaling: 1 and 3 worker processes.
 
 Run: ``python tests/benchmarks/bench_redis.py [--rounds N]`` (default: one
 round of a few minutes).
@@ -24,9 +23,7 @@ round of a few minutes).
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,30 +35,18 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from trunner.jobs import JobManager, JobState, Registry, open_job_manager, open_store
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     # The type checkers see this directory as the namespace package
     # tests.benchmarks; run as a script, it is the first entry of sys.path.
     from tests.benchmarks import _common as common
+    from tests.benchmarks import _workers_harness as harness
 else:
     import _common as common
+    import _workers_harness as harness
 
 
-@attrs.define
-class Sizes:
-    """How many jobs each part runs (``--jobs`` lowers them, for a quick look)."""
-
-    jobs: int = 10_000
-    latency: int = 200
-
-
-sizes = Sizes()
-CONCURRENCY: Final = 10
-SUBMITTERS: Final = 100
-WORKERS: Final = 3
 HOST: Final = os.environ.get("TRUNNER_TEST_REDIS_HOST", "127.0.0.1")
 PORT: Final = int(os.environ.get("TRUNNER_TEST_REDIS_PORT", "6379"))
 URL: Final = f"redis://{HOST}:{PORT}/0"
@@ -70,22 +55,6 @@ GOALS: Final = {
     "arq": common.Goal(">=", 5.0),
     "coredis list queue": common.Goal(">=", 1.0),
 }
-
-registry = Registry()
-_stamps: Path | None = None
-
-
-@registry.handler("noop")
-async def noop(x: int) -> int:
-    return x
-
-
-@registry.handler("stamp")
-async def stamp(job: str) -> None:
-    assert _stamps is not None
-    with _stamps.open("a") as file:
-        file.write(f"{job} {time.time()!r}\n")
-
 
 # ---------------------------------------------------------------- peers
 
@@ -201,9 +170,9 @@ class Peers:
                 HOST,
                 str(PORT),
                 name,
-                str(sizes.jobs),
-                str(CONCURRENCY),
-                str(SUBMITTERS),
+                str(harness.sizes.jobs),
+                str(harness.CONCURRENCY),
+                str(harness.SUBMITTERS),
             ],
             check=False,
             capture_output=True,
@@ -258,177 +227,42 @@ def list_queue_e2e() -> float:
                     item = await client.brpop([name], timeout=1)
                     if item is None:
                         continue
-                    await noop(int(item[1]))
+                    await harness.noop(int(item[1]))
                     done += 1
-                    if done == sizes.jobs:
+                    if done == harness.sizes.jobs:
                         finished.set()
 
             async def submit(first: int) -> None:
-                for i in range(first, sizes.jobs, SUBMITTERS):
+                for i in range(first, harness.sizes.jobs, harness.SUBMITTERS):
                     await client.lpush(name, [str(i)])
 
             async with trio.open_nursery() as nursery:
-                for _ in range(CONCURRENCY):
+                for _ in range(harness.CONCURRENCY):
                     nursery.start_soon(consume)
                 started = time.perf_counter()
                 async with trio.open_nursery() as submitters:
-                    for first in range(SUBMITTERS):
+                    for first in range(harness.SUBMITTERS):
                         submitters.start_soon(submit, first)
                 await finished.wait()
                 took = time.perf_counter() - started
                 nursery.cancel_scope.cancel()
             await client.delete([name])
-        return sizes.jobs / took
+        return harness.sizes.jobs / took
 
     return trio.run(run)
 
 
-# ---------------------------------------------------------------- trunner
+# ---------------------------------------------------------------- main
 
 
 def _store_url(prefix: str) -> str:
     return f"{URL}?prefix={prefix}"
 
 
-async def _wait_all_done(manager: JobManager, count: int) -> None:
-    while (await manager.counts())[JobState.SUCCEEDED] < count:  # noqa: ASYNC110
-        await trio.sleep(0.1)
-
-
-async def _submit_noops(manager: JobManager) -> None:
-    async def submit(first: int) -> None:
-        for i in range(first, sizes.jobs, SUBMITTERS):
-            await manager.submit_job(f"j{i}", "noop", i)
-
-    async with trio.open_nursery() as nursery:
-        for first in range(SUBMITTERS):
-            nursery.start_soon(submit, first)
-
-
-def trunner_e2e(prefix: str) -> float:
-    async def run() -> float:
-        store = open_store(_store_url(prefix))
-        async with open_job_manager(store, registry, concurrency=CONCURRENCY) as jm:
-            await jm.purge()
-            started = time.perf_counter()
-            await _submit_noops(jm)
-            await _wait_all_done(jm, sizes.jobs)
-            took = time.perf_counter() - started
-            await jm.purge()
-        return sizes.jobs / took
-
-    return trio.run(run)
-
-
-class Workers:
-    """trunner worker processes (this script with ``--worker``)."""
-
-    def __init__(self, prefix: str, count: int, stamps: Path | None = None) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.ready: list[Path] = []
-        for n in range(count):
-            ready = Path(tempfile.mkdtemp()) / f"ready-{n}"
-            self.ready.append(ready)
-            args = [sys.executable, __file__, "--worker", prefix, "--ready", str(ready)]
-            if stamps is not None:
-                args += ["--stamps", str(stamps)]
-            self.processes.append(subprocess.Popen(args))
-
-    def wait_ready(self) -> None:
-        while not all(path.exists() for path in self.ready):
-            time.sleep(0.05)
-        time.sleep(0.5)  # idle
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGINT)
-        for process in self.processes:
-            process.wait(60)
-
-
-def trunner_scaling(prefix: str, count: int) -> float:
-    async def run() -> float:
-        store = open_store(_store_url(prefix))
-        async with open_job_manager(store, registry, worker=False) as jm:
-            await jm.purge()
-            workers = Workers(prefix, count)
-            try:
-                await trio.to_thread.run_sync(workers.wait_ready)
-                started = time.perf_counter()
-                await _submit_noops(jm)
-                await _wait_all_done(jm, sizes.jobs)
-                took = time.perf_counter() - started
-            finally:
-                await trio.to_thread.run_sync(workers.stop)
-            await jm.purge()
-        return sizes.jobs / took
-
-    return trio.run(run)
-
-
-def trunner_latency(prefix: str, directory: Path) -> list[float]:
-    stamps = directory / "trunner-stamps.txt"
-    stamps.unlink(missing_ok=True)
-
-    async def run() -> str:
-        store = open_store(_store_url(prefix))
-        lines: list[str] = []
-        async with open_job_manager(store, registry, worker=False) as jm:
-            await jm.purge()
-            workers = Workers(prefix, 1, stamps)
-            try:
-                await trio.to_thread.run_sync(workers.wait_ready)
-                for i in range(-1, sizes.latency):
-                    before = time.time()
-                    await jm.submit_job(f"l{i}", "stamp", str(i))
-                    lines.append(f"{i} {before!r}")
-                    await trio.sleep(0.05 if i >= 0 else 2.0)
-            finally:
-                await trio.to_thread.run_sync(workers.stop)
-            await jm.purge()
-        return "\n".join(lines)
-
-    submitted = trio.run(run)
-    started = dict(line.split() for line in stamps.read_text().splitlines())
-    latencies: list[float] = []
-    for line in submitted.splitlines():
-        job, before = line.split()
-        if job != "-1" and job in started:
-            latencies.append(float(started[job]) - float(before))
-    return latencies
-
-
-async def _worker_main(prefix: str, ready: Path, stamps: str | None) -> None:
-    global _stamps
-    _stamps = None if stamps is None else Path(stamps)
-    store = open_store(_store_url(prefix))
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with open_job_manager(store, registry, concurrency=CONCURRENCY):
-            await trio.Path(ready).touch()
-            async for _ in signals:
-                break
-
-
-# ---------------------------------------------------------------- main
-
-
-def _ms(values: list[float], q: float) -> str:
-    return f"{common.percentile(values, q) * 1000:.1f} ms"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--jobs", type=int, default=10_000, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", metavar="PREFIX")
-    parser.add_argument("--ready", type=Path)
-    parser.add_argument("--stamps")
-    args = parser.parse_args()
-    sizes.jobs = args.jobs
-    sizes.latency = min(sizes.latency, max(10, sizes.jobs // 10))
-    if args.worker:
-        trio.run(_worker_main, args.worker, args.ready, args.stamps)
-        return
+    args = harness.parse_args(
+        (__doc__ or "").splitlines()[0], "saq, arq and the coredis list queue"
+    )
     import socket
 
     try:
@@ -437,6 +271,7 @@ def main() -> None:
         print(f"bench_redis: skipped, no Redis at {URL}: {error}")
         return
     prefix = f"bench_trunner_{uuid.uuid4().hex[:8]}"
+    store = _store_url(prefix)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         peers = Peers(directory)
@@ -444,21 +279,14 @@ def main() -> None:
             versions = peers.install()
             print(f"saq {versions['saq']}, arq {versions['arq']}", file=sys.stderr)
             variants: list[tuple[str, Callable[[], float]]] = [
-                ("trunner", lambda: trunner_e2e(prefix)),
+                ("trunner", lambda: harness.e2e(store)),
                 ("saq", lambda: peers.e2e("saq")),
                 ("arq", lambda: peers.e2e("arq")),
                 ("coredis list queue", list_queue_e2e),
             ]
             e2e = common.interleave(variants, rounds=args.rounds, warmup=False)
-            latency = trunner_latency(prefix, directory)
-            scaling = common.interleave(
-                [
-                    ("1 worker", lambda: trunner_scaling(prefix, 1)),
-                    (f"{WORKERS} workers", lambda: trunner_scaling(prefix, WORKERS)),
-                ],
-                rounds=args.rounds,
-                warmup=False,
-            )
+            latency = harness.latency(store, directory)
+            scaling = harness.scaling_rounds(store, args.rounds)
         finally:
             _delete_keys(f"{{{prefix}}}:*")
     ours = e2e["trunner"]
@@ -469,8 +297,8 @@ def main() -> None:
         label = f"{peer} {versions[peer]}" if peer in versions else peer
         rows.append(
             common.Row(
-                f"end to end: {sizes.jobs:,} trivial jobs, one worker, "
-                f"concurrency {CONCURRENCY}, vs {peer}",
+                f"end to end: {harness.sizes.jobs:,} trivial jobs, one worker, "
+                f"concurrency {harness.CONCURRENCY}, vs {peer}",
                 common.fmt_rate(common.median(ours)),
                 f"{label} {common.fmt_rate(common.median(theirs))}",
                 f"{ratio:.2f}x",
@@ -478,21 +306,14 @@ def main() -> None:
                 common.status(goal, ratio),
             )
         )
-    one, many = scaling["1 worker"], scaling[f"{WORKERS} workers"]
     rows += [
         common.Row(
             "submit -> start on an idle worker in another process, p50 / p99",
-            f"{_ms(latency, 50)} / {_ms(latency, 99)}",
+            harness.latency_cell(latency),
             "",
             "",
         ),
-        common.Row(
-            f"{WORKERS} worker processes / 1 ({sizes.jobs:,} jobs, concurrency "
-            f"{CONCURRENCY} each)",
-            common.fmt_rate(common.median(many)),
-            f"1 worker {common.fmt_rate(common.median(one))}",
-            f"{common.median(common.paired_ratios(many, one)):.2f}x",
-        ),
+        harness.scaling_row(scaling),
     ]
     common.print_table("RedisJobStore", rows)
 
