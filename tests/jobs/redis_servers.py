@@ -269,11 +269,12 @@ class Proxy:
         """Let nothing through any more (connections stay open)."""
         self._cut = True
 
-    def restore(self) -> None:
+    async def restore(self) -> None:
         """Close every connection; relay new ones again."""
         self._cut = False
         for scope in list(self._scopes):
             scope.cancel()
+        await trio.lowlevel.checkpoint()
 
 
 @contextlib.asynccontextmanager

@@ -133,11 +133,20 @@ def url_of(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-async def submit(manager: JobManager, count: int, rng: random.Random) -> set[str]:
-    ids = {f"job-{i:04d}" for i in range(count)}
+async def submit(
+    manager: JobManager,
+    count: int,
+    rng: random.Random,
+    durations: tuple[float, float] = (0.005, 0.05),
+) -> set[str]:
+    """Submit ``count`` ``work`` jobs concurrently; return their ids.
+
+    Each one takes a random time within ``durations`` (seconds).
+    """
+    ids = {f"job-{i:05d}" for i in range(count)}
     async with trio.open_nursery() as nursery:  # concurrent submits share commits
         for job_id in sorted(ids):
-            work = Work(job_id, round(rng.uniform(0.005, 0.05), 3))
+            work = Work(job_id, round(rng.uniform(*durations), 4))
             nursery.start_soon(manager.submit_job, job_id, "work", work)
     return ids
 
