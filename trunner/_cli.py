@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from rich.live import Live
     from rich.text import Text
 
-    from .jobs import JobInfo, JobManager, JobState, JobStore, Registry
+    from .jobs import JobCounts, JobInfo, JobManager, JobState, JobStore, Registry
 
     Command = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -760,9 +760,11 @@ def _state_text(state: JobState) -> Text:
     return Text(state.value, style=_STATE_STYLES[state.value])
 
 
-def _summary(counts: dict[JobState, int]) -> str:
-    parts = [f"{counts.get(_state(name), 0)} {name}" for name in _STATE_NAMES]
-    return f"{sum(counts.values())} jobs in the store: " + ", ".join(parts)
+def _summary(counts: JobCounts) -> str:
+    parts = [f"{counts[_state(name)]} {name}" for name in _STATE_NAMES]
+    if counts.unknown:
+        parts.append(f"unknown: {counts.unknown}")
+    return f"{counts.total} jobs in the store: " + ", ".join(parts)
 
 
 async def _list_command(namespace: argparse.Namespace) -> int:
@@ -938,14 +940,14 @@ class _Rate:
 
 
 def _watch_view(
-    counts: dict[JobState, int], rate: float | None, *, terminal: bool
+    counts: JobCounts, rate: float | None, *, terminal: bool
 ) -> RenderableType:
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
-    finished = sum(counts.get(_state(name), 0) for name in _FINISHED_NAMES)
-    total = sum(counts.values())
+    finished = sum(counts[_state(name)] for name in _FINISHED_NAMES)
+    total = sum(counts.values())  # the jobs that can finish: of a known state
     throughput = "-" if rate is None else f"{rate:.1f} jobs/s"
     remaining = total - finished
     eta = "-"
@@ -956,7 +958,9 @@ def _watch_view(
     line = Text()
     for name in _STATE_NAMES:
         line.append(f"{name} ", style=_STATE_STYLES[name])
-        line.append(f"{counts.get(_state(name), 0)}  ")
+        line.append(f"{counts[_state(name)]}  ")
+    if counts.unknown:
+        line.append(f"unknown: {counts.unknown}  ", style="bold red")
     line.append(f"| {finished}/{total} finished | {throughput} | eta {eta}")
     if not terminal:
         return line
@@ -980,7 +984,7 @@ async def _watch_command(namespace: argparse.Namespace) -> int:
             """Show the counts; return whether the queue is empty."""
             counts = await manager.counts()
             rate.update(
-                sum(counts.get(_state(name), 0) for name in _FINISHED_NAMES),
+                sum(counts[_state(name)] for name in _FINISHED_NAMES),
                 trio.current_time(),
             )
             view = _watch_view(counts, rate.rate, terminal=terminal)
@@ -988,7 +992,7 @@ async def _watch_command(namespace: argparse.Namespace) -> int:
                 console.print(view)
             else:
                 live.update(view, refresh=True)
-            busy = counts.get(JobState.PENDING, 0) + counts.get(JobState.RUNNING, 0)
+            busy = counts[JobState.PENDING] + counts[JobState.RUNNING]
             return busy == 0
 
         async def loop() -> None:

@@ -18,6 +18,7 @@ import os
 import re
 import runpy
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from rich.text import Text
 import trunner
 from trunner import _cli
 from trunner.jobs import (
+    JobCounts,
     JobInfo,
     JobManager,
     JobRecord,
@@ -253,6 +255,28 @@ def test_list_shows_jobs_newest_first(
         " w-2    ",
     ]
     assert "6 shown; 6 jobs in the store: 2 pending, 1 running, 1 succeeded" in out
+
+
+def write_unknown_state(path: Path, job_id: str) -> None:
+    """Give a stored job a state this version does not know, with raw SQL."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE trunner_jobs SET state = 'paused' WHERE id = ?", (job_id,))
+    conn.close()
+
+
+def test_list_counts_jobs_of_an_unknown_state(
+    capsys: pytest.CaptureFixture[str], db: Path
+) -> None:
+    seed(db)
+    write_unknown_state(db, "p1")
+
+    code, out, _ = run(capsys, "jobs", "list", "--store", url(db))
+
+    assert code == 0
+    assert (
+        "5 shown; 6 jobs in the store: 1 pending, 1 running, 1 succeeded, 1 failed, "
+        "1 cancelled, unknown: 1"
+    ) in out.replace("\n", " ")
 
 
 def test_list_filters(capsys: pytest.CaptureFixture[str], db: Path) -> None:
@@ -813,8 +837,27 @@ def test_watch_until_ctrl_c(
     assert lines[1].endswith("| 3/6 finished | 0.0 jobs/s | eta -")
 
 
+def test_watch_counts_jobs_of_an_unknown_state(
+    capsys: pytest.CaptureFixture[str], db: Path
+) -> None:
+    trio.run(
+        _seed, db, [record("s1", JobState.SUCCEEDED), record("s2", JobState.SUCCEEDED)]
+    )
+    write_unknown_state(db, "s2")
+
+    code, out, _ = run(capsys, "jobs", "watch", "--store", url(db), "--until-empty")
+
+    assert code == 0
+    assert out == (
+        "pending 0  running 0  succeeded 1  failed 0  cancelled 0  unknown: 1  "
+        "| 1/1 finished | - | eta 0 s\n"
+    )
+
+
 def test_watch_view_estimates_the_time_left() -> None:
-    counts = {JobState.PENDING: 8, JobState.RUNNING: 2, JobState.SUCCEEDED: 10}
+    counts = JobCounts(
+        {JobState.PENDING: 8, JobState.RUNNING: 2, JobState.SUCCEEDED: 10}
+    )
 
     view = _cli._watch_view(counts, 2.0, terminal=False)
 

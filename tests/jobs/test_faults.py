@@ -16,6 +16,7 @@ import trio
 import trunner
 from trunner import RetryPolicy
 from trunner.jobs import (
+    JobCounts,
     JobNotFoundError,
     JobRecord,
     JobState,
@@ -402,6 +403,34 @@ async def test_delete_job_deletes_a_corrupted_job(tmp_path: Path) -> None:
         await jm.delete_job("bad")
         with pytest.raises(JobNotFoundError):
             await jm.get_job("bad")
+
+
+async def test_counts_name_the_jobs_of_an_unknown_state(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    async with manager(SQLiteJobStore(path), Handlers(), worker=False) as jm:
+        for job_id in ("a", "b", "c"):
+            await jm.submit_job(job_id, "email", {"to": job_id}, delay=60)
+        _corrupt(path, "UPDATE trunner_jobs SET state = 'paused' WHERE id = 'b'")
+        counts = await jm.counts()
+
+    assert counts == JobCounts({JobState.PENDING: 2}, unknown=1)
+    assert counts.total == 3
+
+
+async def test_counts_of_a_store_that_returns_a_plain_dict(tmp_path: Path) -> None:
+    # The protocol lets a store return a plain dict: the manager still
+    # returns a JobCounts, with no unknown job.
+    class PlainCounts(Faulty):
+        async def counts(self) -> dict[JobState, int]:
+            return {JobState.PENDING: 1}
+
+    store = PlainCounts(SQLiteJobStore(tmp_path / "jobs.db"))
+    async with manager(store, Handlers(), worker=False) as jm:  # type: ignore[arg-type]  # duck-typed
+        counts = await jm.counts()
+
+    assert type(counts) is JobCounts
+    assert counts == {**dict.fromkeys(JobState, 0), JobState.PENDING: 1}
+    assert counts.unknown == 0
 
 
 async def test_purge_and_list_jobs_name_their_bad_arguments(store: JobStore) -> None:

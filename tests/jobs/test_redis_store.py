@@ -27,7 +27,9 @@ from .redis_servers import RedisServer, redis_cluster, redis_server
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+    from trunner.jobs import JobStore
 
 pytest.importorskip("coredis")
 
@@ -95,6 +97,39 @@ def collect_driver_garbage() -> Iterator[None]:
     gc.collect()
 
 
+def state_writer(url: str) -> Callable[[JobStore, str], Awaitable[None]]:
+    """Give a stored job a state its store does not know, with raw writes.
+
+    As a newer version would write a state of its own: the job leaves its
+    state's indexes and enters a ``state:paused`` set.
+    """
+    import coredis
+
+    host_port = url.partition("://")[2].partition("/")[0]
+    host, _, port = host_port.partition(":")
+
+    async def write(store: JobStore, job_id: str) -> None:
+        assert isinstance(store, RedisJobStore)
+        p, key = store.key_prefix, f"{store.key_prefix}job:{job_id}"
+        async with coredis.Redis(
+            host=host, port=int(port), decode_responses=True
+        ) as client:
+            state, seq, priority, handler = await client.hmget(
+                key, ["state", "seq", "priority", "handler"]
+            )
+            assert state is not None
+            assert seq is not None
+            await client.zrem(f"{p}state:{state}", [job_id])
+            if state == "pending":
+                await client.zrem(
+                    f"{p}q:{priority}:{handler}", [seq.rjust(16, "0") + job_id]
+                )
+            await client.hset(key, {"state": "paused"})
+            await client.zadd(f"{p}state:paused", {job_id: float(seq)})
+
+    return write
+
+
 # ---------------------------------------------------------------- conformance
 
 
@@ -109,7 +144,9 @@ async def test_check_job_store(check: str) -> None:
 
     try:
         async with trunner.open_scheduler():
-            await trunner.testing.check_job_store(factory, only=[check])
+            await trunner.testing.check_job_store(
+                factory, only=[check], write_unknown_state=state_writer(url)
+            )
     finally:
         for prefix in prefixes:
             await delete_prefix(url, prefix)

@@ -87,6 +87,16 @@ def make_factory(kind: StoreKind, tmp_path: Path) -> Callable[[], JobStore]:
     return lambda: SQLiteJobStore(tmp_path / f"jobs-{next(counter)}.db")
 
 
+def write_unknown_state(store: JobStore, job_id: str) -> None:
+    """Give a job of a SQLite store a state it does not know, with raw SQL."""
+    assert isinstance(store, SQLiteJobStore)
+    corrupt(store.path, "UPDATE trunner_jobs SET state = 'paused' WHERE id = ?", job_id)
+
+
+# A MemoryJobStore's records are typed: none can hold an unknown state.
+STATE_WRITERS = {"memory": None, "sqlite": write_unknown_state}
+
+
 # ------------------------------------------------------------ conformance
 
 
@@ -94,13 +104,19 @@ def make_factory(kind: StoreKind, tmp_path: Path) -> Callable[[], JobStore]:
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_store_passes_check(kind: StoreKind, check: str, tmp_path: Path) -> None:
     async with trunner.open_scheduler():
-        await check_job_store(make_factory(kind, tmp_path), only=[check])
+        await check_job_store(
+            make_factory(kind, tmp_path),
+            only=[check],
+            write_unknown_state=STATE_WRITERS[kind],
+        )
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_store_passes_whole_suite(kind: StoreKind, tmp_path: Path) -> None:
     async with trunner.open_scheduler():
-        await check_job_store(make_factory(kind, tmp_path))
+        await check_job_store(
+            make_factory(kind, tmp_path), write_unknown_state=STATE_WRITERS[kind]
+        )
 
 
 async def test_suite_under_autojump_clock(
@@ -509,6 +525,28 @@ async def test_suite_catches_broken_store(
 ) -> None:
     with pytest.raises(AssertionError, match=f"fails job store check '{check}'"):
         await check_job_store(store_class, only=[check])
+
+
+async def test_suite_catches_unknown_states_left_uncounted() -> None:
+    # A writer that changes nothing: the check then finds no unknown job.
+    with pytest.raises(AssertionError, match="fails job store check 'unknown_state'"):
+        await check_job_store(
+            MemoryJobStore,
+            only=["unknown_state"],
+            write_unknown_state=lambda store, job_id: None,
+        )
+
+
+async def test_suite_skips_the_unknown_state_check_without_a_writer() -> None:
+    made: list[JobStore] = []
+
+    def factory() -> JobStore:
+        made.append(MemoryJobStore())
+        return made[-1]
+
+    await check_job_store(factory, only=["unknown_state", "counts"])
+
+    assert len(made) == 1  # for "counts" only
 
 
 async def test_suite_notes_the_check_of_a_store_error() -> None:
@@ -1010,10 +1048,12 @@ async def test_sqlite_store_skips_corrupted_rows(
         counts = await store.counts()
 
         # A corrupted due job fails, once, when a claim meets it; a row whose
-        # state is unknown is never due.
+        # state is unknown is never due, and counted as unknown.
         assert counts[JobState.PENDING] == 0
         assert counts[JobState.RUNNING] == 2
         assert counts[JobState.FAILED] == 3
+        assert counts.unknown == 1
+        assert counts.total == 6
         failed = [r for r in caplog.records if "failing a corrupted" in r.getMessage()]
         assert len(failed) == 3
         skipped = [r for r in caplog.records if "skipping a job" in r.getMessage()]

@@ -18,6 +18,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import StoreError as StoreError
 from ._errors import StoreInUseError as StoreInUseError
 from ._errors import UnknownHandlerError as UnknownHandlerError
+from ._job import JobCounts as JobCounts
 from ._job import JobInfo as JobInfo
 from ._job import JobRecord as JobRecord
 from ._job import JobState as JobState

@@ -14,6 +14,7 @@ from .._util import check_duration, check_optional_count
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Mapping
 
     from .._retry import RetryPolicy
 
@@ -32,6 +33,71 @@ class JobState(enum.Enum):
 FINISHED_STATES: Final = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
 )
+
+
+@final
+class JobCounts(dict[JobState, int]):
+    """How many jobs a store holds in each `JobState`, and how many in none.
+
+    A `dict` from every `JobState` to its number of jobs (0 for a state with
+    none), as `JobManager.counts` and `JobStore.counts` return it, with one
+    more attribute, `unknown`: the jobs whose stored state is not a
+    `JobState` (a corrupted row, or one written by a newer version of
+    trunner). They are in no state's count, since their state is not known.
+
+    Two `JobCounts` are equal when their states' counts and their `unknown`
+    are; compared with a plain dict, only the states' counts matter.
+
+    Args:
+        counts: the number of jobs in each state; a state left out counts 0.
+        unknown: the number of jobs whose state is not a `JobState`.
+
+    Raises:
+        TypeError: if a key is not a `JobState` or a count is not an int.
+        ValueError: if a count is negative.
+    """
+
+    __slots__ = ("unknown",)
+
+    #: The jobs whose stored state is not a `JobState`.
+    unknown: int
+
+    def __init__(
+        self, counts: Mapping[JobState, int] | None = None, *, unknown: int = 0
+    ) -> None:
+        super().__init__(dict.fromkeys(JobState, 0))
+        for state, count in (counts or {}).items():
+            if not isinstance(state, JobState):
+                raise TypeError(f"counts must be keyed by JobState, not {state!r}")
+            self[state] = _check_count(f"counts[{state}]", count)
+        self.unknown = _check_count("unknown", unknown)
+
+    @property
+    def total(self) -> int:
+        """How many jobs there are in all, the `unknown` ones included."""
+        return sum(self.values()) + self.unknown
+
+    def __repr__(self) -> str:
+        return f"JobCounts({super().__repr__()}, unknown={self.unknown})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JobCounts) and other.unknown != self.unknown:
+            return False
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # a dict: mutable, unhashable
+
+
+def _check_count(what: str, count: object) -> int:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"{what} must be an int >= 0, not {count!r}")
+    if count < 0:
+        raise ValueError(f"{what} must be >= 0, got {count!r}")
+    return count
+
 
 #: A JSON value: what args and results are stored as.
 JSON = object

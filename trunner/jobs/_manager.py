@@ -54,6 +54,7 @@ from ._errors import (
 )
 from ._job import (
     FINISHED_STATES,
+    JobCounts,
     JobInfo,
     JobRecord,
     JobState,
@@ -564,10 +565,15 @@ class JobManager:
         )
         return [record.info() for record in records]
 
-    async def counts(self) -> dict[JobState, int]:
-        """Return how many jobs the store holds in each state."""
+    async def counts(self) -> JobCounts:
+        """Return how many jobs the store holds in each state.
+
+        Jobs whose stored state is not a `JobState` (corrupted, or written by
+        a newer version) are in no state's count but in `JobCounts.unknown`.
+        """
         self._check_open()
-        return await self._store.counts()
+        counts = await self._store.counts()
+        return counts if isinstance(counts, JobCounts) else JobCounts(counts)
 
     # ------------------------------------------------------------ cancel, retry, purge
 

@@ -12,6 +12,7 @@ import trio
 from ._errors import StoreError
 from ._job import (
     FINISHED_STATES,
+    JobCounts,
     JobRecord,
     JobState,
     ScheduleRecord,
@@ -258,10 +259,13 @@ class MemoryJobStore:
                 break
         return found
 
-    async def counts(self) -> dict[JobState, int]:
-        """Return how many jobs there are in each state (every state present)."""
+    async def counts(self) -> JobCounts:
+        """Return how many jobs there are in each state (every state present).
+
+        Its records are typed, so none is ever of an unknown state.
+        """
         await self._ready()
-        return dict(self._counts)
+        return JobCounts(self._counts)
 
     async def claim(
         self,

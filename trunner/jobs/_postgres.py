@@ -18,6 +18,7 @@ from .._util import check_duration
 from ._errors import StoreError
 from ._job import (
     FINISHED_STATES,
+    JobCounts,
     JobRecord,
     JobState,
     ScheduleRecord,
@@ -336,7 +337,7 @@ class PostgresJobStore:
             return []
         return await self._run(self._db.list, state, handler, limit, offset)
 
-    async def counts(self) -> dict[JobState, int]:
+    async def counts(self) -> JobCounts:
         """Return how many jobs there are in each state (every state present)."""
         return await self._run(self._db.counts)
 

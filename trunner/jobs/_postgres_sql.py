@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Final, final
 
 from ._errors import SerializationError, StoreError
-from ._job import JobRecord, JobState, ScheduleRecord
+from ._job import JobCounts, JobRecord, JobState, ScheduleRecord
 from ._postgres_claims import Claim, End, end_and_claim_sql
 from ._postgres_rows import (
     COLUMNS,
@@ -180,13 +180,15 @@ class Database:
         ).fetchall()
         return self._readable(rows)
 
-    def counts(self, conn: Connection) -> dict[JobState, int]:
-        counts = dict.fromkeys(JobState, 0)
+    def counts(self, conn: Connection) -> JobCounts:
+        counts = JobCounts()
         for state, count in execute(
             conn, self._q("SELECT state, count(*) FROM {s}.jobs GROUP BY state")
         ):
             known = STATES.get(state)
-            if known is not None:
+            if known is None:
+                counts.unknown += count
+            else:
                 counts[known] = count
         return counts
 

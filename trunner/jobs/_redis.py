@@ -24,6 +24,7 @@ from . import _redis_lua as lua
 from ._errors import SerializationError, StoreError
 from ._job import (
     FINISHED_STATES,
+    JobCounts,
     JobRecord,
     JobState,
     ScheduleRecord,
@@ -382,13 +383,21 @@ class RedisJobStore:
                 logger.warning("skipping a job: %s", error)
         return records
 
-    async def counts(self) -> dict[JobState, int]:
-        """Return how many jobs there are in each state (every state present)."""
-        sizes = replies(await self._script("COUNTS"))
-        return {
-            _STATE_OF[name]: int(cast("int", size))
-            for name, size in zip(lua.STATES, sizes, strict=True)
-        }
+    async def counts(self) -> JobCounts:
+        """Return how many jobs there are in each state (every state present).
+
+        A job in none of the known states' indexes (one whose state a newer
+        version wrote) counts as unknown.
+        """
+        reply = replies(await self._script("COUNTS"))
+        *sizes, total = (int(cast("int", size)) for size in reply)
+        return JobCounts(
+            {
+                _STATE_OF[name]: size
+                for name, size in zip(lua.STATES, sizes, strict=True)
+            },
+            unknown=max(0, total - sum(sizes)),
+        )
 
     async def claim(
         self,

@@ -509,13 +509,15 @@ while true do
 end
 """
 
-#: ARGV: P. Returns the sizes of the state sets, in the order of STATES.
+#: ARGV: P. Returns the sizes of the state sets, in the order of STATES, then
+#: the number of jobs (those of an unknown state are in no state set).
 COUNTS: Final = """
 local P = ARGV[1]
 local out = {}
 for i, state in ipairs({'pending', 'running', 'succeeded', 'failed', 'cancelled'}) do
   out[i] = redis.call('ZCARD', P .. 'state:' .. state)
 end
+out[#out + 1] = redis.call('ZCARD', P .. 'all')
 return out
 """
 

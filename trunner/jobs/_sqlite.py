@@ -27,6 +27,7 @@ from .._util import check_duration
 from ._errors import SerializationError, StoreError
 from ._job import (
     FINISHED_STATES,
+    JobCounts,
     JobRecord,
     JobState,
     ScheduleRecord,
@@ -588,13 +589,15 @@ class _Database:
         ).fetchall()
         return self._readable(rows)
 
-    def counts(self) -> dict[JobState, int]:
-        counts = dict.fromkeys(JobState, 0)
+    def counts(self) -> JobCounts:
+        counts = JobCounts()
         for state, count in self._conn.execute(
             "SELECT state, count(*) FROM trunner_jobs GROUP BY state"
         ):
             known = _STATES.get(state)
-            if known is not None:
+            if known is None:
+                counts.unknown += count
+            else:
                 counts[known] = count
         return counts
 
@@ -1191,7 +1194,7 @@ class SQLiteJobStore:
         _check_bound("offset", offset)
         return await self._run(_Database.list, state, handler, limit, offset)
 
-    async def counts(self) -> dict[JobState, int]:
+    async def counts(self) -> JobCounts:
         """Return how many jobs there are in each state (every state present)."""
         return await self._run(_Database.counts)
 

@@ -237,7 +237,13 @@ class JobStore(Protocol):
         ...
 
     async def counts(self) -> dict[JobState, int]:
-        """Return how many jobs there are in each state (absent states: 0)."""
+        """Return how many jobs there are in each state (absent states: 0).
+
+        A job whose stored state is not a `JobState` (a corrupted row, or one
+        written by a newer version) is in no state's count: return a
+        `JobCounts` to count it in `JobCounts.unknown`. A plain dict says
+        there are none (a store whose records are always typed, say).
+        """
         ...
 
     async def claim(

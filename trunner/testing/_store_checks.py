@@ -11,7 +11,13 @@ import trio
 import trio.testing
 
 from ..jobs._errors import StoreError
-from ..jobs._job import FINISHED_STATES, JobRecord, JobState, ScheduleRecord
+from ..jobs._job import (
+    FINISHED_STATES,
+    JobCounts,
+    JobRecord,
+    JobState,
+    ScheduleRecord,
+)
 from ..jobs._store import JobEnd, JobStore, WorkWatcher
 
 if TYPE_CHECKING:
@@ -21,7 +27,12 @@ T = TypeVar("T")
 
 # What check_job_store takes: a function that makes a new, empty store.
 _StoreFactory: TypeAlias = "Callable[[], JobStore] | Callable[[], Awaitable[JobStore]]"
+# What check_job_store may take to make a stored job's state unknown.
+_StateWriter: TypeAlias = (
+    "Callable[[JobStore, str], None] | Callable[[JobStore, str], Awaitable[None]]"
+)
 _CheckFn: TypeAlias = "Callable[[JobStore], Awaitable[None]]"
+_HookedCheckFn: TypeAlias = "Callable[[JobStore, _Hooks], Awaitable[None]]"
 
 #: The checks' time origin: stores never read a clock, so any instant will do.
 T0: Final = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -33,20 +44,59 @@ _WAKE_TIMEOUT: Final = 5.0
 
 @final
 @attrs.frozen
+class _Hooks:
+    """What the caller gave check_job_store to reach behind the store's back."""
+
+    write_unknown_state: _StateWriter | None
+
+    async def make_state_unknown(self, store: JobStore, job_id: str) -> None:
+        assert self.write_unknown_state is not None
+        done: object = self.write_unknown_state(store, job_id)
+        if inspect.isawaitable(done):
+            await done
+
+
+@final
+@attrs.frozen
 class _Check:
     name: str
     description: str
-    run: _CheckFn
+    run: _HookedCheckFn
+    #: The check runs only if this hook is given (None: it always runs).
+    needs: str | None = None
+
+    def is_runnable(self, hooks: _Hooks) -> bool:
+        return self.needs is None or getattr(hooks, self.needs) is not None
 
 
 _CHECKS: dict[str, _Check] = {}
 
 
-def _check(fn: _CheckFn) -> _CheckFn:
+def _describe(fn: _CheckFn | _HookedCheckFn) -> tuple[str, str]:
     name = fn.__name__.removeprefix("_check_")
-    doc = (fn.__doc__ or name).strip().splitlines()[0].rstrip(".")
-    _CHECKS[name] = _Check(name, doc, fn)
+    return name, (fn.__doc__ or name).strip().splitlines()[0].rstrip(".")
+
+
+def _check(fn: _CheckFn) -> _CheckFn:
+    name, doc = _describe(fn)
+
+    def run(store: JobStore, hooks: _Hooks) -> Awaitable[None]:
+        del hooks
+        return fn(store)
+
+    _CHECKS[name] = _Check(name, doc, run)
     return fn
+
+
+def _hooked_check(needs: str) -> Callable[[_HookedCheckFn], _HookedCheckFn]:
+    """Register a check that runs only if the hook ``needs`` is given."""
+
+    def register(fn: _HookedCheckFn) -> _HookedCheckFn:
+        name, doc = _describe(fn)
+        _CHECKS[name] = _Check(name, doc, fn, needs=needs)
+        return fn
+
+    return register
 
 
 def job_store_checks() -> tuple[str, ...]:
@@ -66,6 +116,7 @@ async def check_job_store(
     factory: Callable[[], JobStore] | Callable[[], Awaitable[JobStore]],
     *,
     only: Iterable[str] | None = None,
+    write_unknown_state: _StateWriter | None = None,
 ) -> None:
     """Check that a `JobStore` does what the protocol says, or raise.
 
@@ -79,8 +130,9 @@ async def check_job_store(
     leases (renew, complete, requeue, release, expiry); cancellation and
     reset; purging and deleting; a disconnected store refusing calls;
     schedules (with a compare-and-set advance that exactly one of several
-    concurrent callers wins); reconnection keeping the data; and that every
-    method is a checkpoint.
+    concurrent callers wins); reconnection keeping the data; that every
+    method is a checkpoint; and, given ``write_unknown_state``, that a job
+    whose stored state is unknown is counted as such and never claimed.
 
     A plain async function, usable from any test framework, and a
     checkpoint; cancelling it disconnects the store of the check under way.
@@ -94,6 +146,14 @@ async def check_job_store(
         factory: makes a new, empty, unconnected store for each check.
         only: the names of the checks to run (see `job_store_checks`); all by
             default.
+        write_unknown_state: a function (plain or async) called with a
+            connected store and a job id, which gives that stored job a state
+            the store does not know, behind the store's back: as a corrupted
+            row would have it, or as a newer version of the store would
+            write a state of its own (out of the known states' indexes, if the
+            store keeps some). The check ``unknown_state`` needs it and is
+            skipped without it; give it for a store whose rows can hold
+            such a state.
 
     Raises:
         AssertionError: naming the first check that failed and what was wrong.
@@ -109,8 +169,11 @@ async def check_job_store(
             f"unknown job store checks {unknown}; "
             "see trunner.testing.job_store_checks()"
         )
+    hooks = _Hooks(write_unknown_state)
     for name in names:
-        await _run_check(factory, _CHECKS[name])
+        check = _CHECKS[name]
+        if check.is_runnable(hooks):
+            await _run_check(factory, check, hooks)
 
 
 async def _make(factory: _StoreFactory) -> JobStore:
@@ -121,13 +184,13 @@ async def _make(factory: _StoreFactory) -> JobStore:
     return store
 
 
-async def _run_check(factory: _StoreFactory, check: _Check) -> None:
+async def _run_check(factory: _StoreFactory, check: _Check, hooks: _Hooks) -> None:
     store = await _make(factory)
     label = type(store).__name__
     try:
         await store.connect()
         await _expect_empty(store)
-        await check.run(store)
+        await check.run(store, hooks)
     except AssertionError as error:
         raise AssertionError(
             f"{label} fails job store check {check.name!r} ({check.description}): "
@@ -493,7 +556,27 @@ async def _check_counts(store: JobStore) -> None:
         JobState.FAILED: 0,
         JobState.CANCELLED: 1,
     }
-    _equal(await store.counts(), expected, "counts()")
+    counts = await store.counts()
+    _equal(counts, expected, "counts()")
+    if isinstance(counts, JobCounts):
+        _equal(counts.unknown, 0, "counts().unknown")
+
+
+@_hooked_check("write_unknown_state")
+async def _check_unknown_state(store: JobStore, hooks: _Hooks) -> None:
+    """A job of an unknown state is counted as such, in no state, never claimed."""
+    await _insert(store, _job("a"), _job("b"), _job("c"))
+    await _finished(store, "s1", JobState.SUCCEEDED, 1)
+    await hooks.make_state_unknown(store, "b")
+    counts = await store.counts()
+    _expect(
+        isinstance(counts, JobCounts),
+        f"counts() must return a JobCounts to count unknown states, not {counts!r}",
+    )
+    assert isinstance(counts, JobCounts)
+    expected = JobCounts({JobState.PENDING: 2, JobState.SUCCEEDED: 1}, unknown=1)
+    _equal(counts, expected, "counts() with one job of an unknown state")
+    _equal(_ids(await _claim(store)), ["a", "c"], "claim() beside it")
 
 
 @_check
