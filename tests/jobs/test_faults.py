@@ -16,7 +16,9 @@ import trio
 import trunner
 from trunner import RetryPolicy
 from trunner.jobs import (
+    CompleteResult,
     JobCounts,
+    JobEnd,
     JobNotFoundError,
     JobRecord,
     JobState,
@@ -28,6 +30,7 @@ from trunner.jobs import (
     SQLiteJobStore,
     StoreError,
     StoreInUseError,
+    WorkWatcher,
     open_job_manager,
 )
 from trunner.jobs._job import FINISHED_STATES
@@ -36,7 +39,8 @@ from trunner.jobs._manager import STORE_RETRY_MAX
 from .test_manager import WALL0, Handlers, manager
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
 
@@ -72,6 +76,12 @@ class Faulty:
 
         return call
 
+    def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AbstractAsyncContextManager[WorkWatcher]:
+        self.calls["watch"] = self.calls.get("watch", 0) + 1
+        return self.store.watch(handlers=handlers)
+
     async def insert(self, jobs: Sequence[JobRecord]) -> object:
         self.calls["insert"] = self.calls.get("insert", 0) + 1
         if "insert" in self.failing:
@@ -93,10 +103,10 @@ async def test_failed_claims_never_stop_the_worker(
     faulty = Faulty(store)
     with caplog.at_level(logging.WARNING, logger="trunner.jobs"):
         async with manager(faulty, handlers, poll_interval=1) as jm:  # type: ignore[arg-type]  # duck-typed
-            faulty.failing.add("claim")
+            faulty.failing.add("complete_and_claim")
             await jm.submit_job("during", "email", {"to": "a"})
             await trio.sleep(120)  # two minutes of "database is locked"
-            claims_while_failing = faulty.calls["claim"]
+            claims_while_failing = faulty.calls["complete_and_claim"]
             assert handlers.runs("email") == []
             faulty.failing.clear()
             t0 = trio.current_time()
@@ -122,7 +132,7 @@ async def test_failed_completion_is_stored_once_the_store_answers(
     async with manager(faulty, handlers, lease=30) as jm:  # type: ignore[arg-type]  # duck-typed
         await jm.submit_job("job", "sleep", 1.0)
         await trio.sleep(0.5)
-        faulty.failing.add("complete")
+        faulty.failing.add("complete_and_claim")  # ends and claims, grouped
         await trio.sleep(5)
         assert (await jm.get_job("job")).state is JobState.RUNNING
         faulty.failing.clear()
@@ -179,7 +189,7 @@ async def test_a_corrupted_due_row_fails_once_and_the_worker_keeps_its_pace(
     assert counts[JobState.FAILED] == 1  # the corrupted job, failed once
     assert counts[JobState.PENDING] == 0
     # About one claim per poll_interval, not thousands.
-    assert faulty.calls["claim"] <= 40
+    assert faulty.calls["complete_and_claim"] <= 40
 
     conn = sqlite3.connect(path)
     state, error = conn.execute(
@@ -196,10 +206,12 @@ async def test_a_due_job_that_is_never_handed_out_does_not_make_the_worker_spin(
     # Whatever the store (Redis, PostgreSQL, ...), a due job that claims never
     # return makes the worker wait for its next poll, not look again at once.
     class Stuck(Faulty):
-        async def claim(self, **kwargs: object) -> list[JobRecord]:
+        async def complete_and_claim(
+            self, ends: Sequence[JobEnd], **kwargs: object
+        ) -> CompleteResult:
             self.calls["claim"] = self.calls.get("claim", 0) + 1
             await trio.lowlevel.checkpoint()
-            return []
+            return CompleteResult((False,) * len(ends), ())
 
     stuck = Stuck(store)
     async with manager(stuck, Handlers(), poll_interval=1) as jm:  # type: ignore[arg-type]  # duck-typed

@@ -40,7 +40,8 @@ def pg() -> Iterator[tuple[str, str]]:
 async def test_three_workers_one_sigkilled(pg: tuple[str, str], tmp_path: Path) -> None:
     url, schema = pg
     store = f"{url}&schema={schema}"
-    await three_workers_one_sigkilled(store, tmp_path, seed=7, most_held=10)
+    # Its concurrency, and as many prefetched.
+    await three_workers_one_sigkilled(store, tmp_path, seed=7, most_held=2 * 10)
 
 
 async def test_connections_killed_mid_run_lose_no_job(

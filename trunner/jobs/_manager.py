@@ -21,6 +21,7 @@ store transaction.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import math
@@ -65,6 +66,7 @@ from ._job import (
 )
 from ._registry import Registry
 from ._serialize import JsonSerializer
+from ._store import JobEnd
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Collection
@@ -90,6 +92,12 @@ STORE_RETRY_INITIAL: Final = 0.1
 #: answers again, the worker resumes within this many seconds.
 STORE_RETRY_MAX: Final = 5.0
 _BLOCKING: Final = TaskTraits(may_block=True)
+#: Seconds a claimed job may wait for a free slot before it is handed back.
+PREFETCH_HOLD: Final = 1.0
+#: Seconds of one wait on the store's watcher (then it waits again).
+_WATCH_WAIT: Final = 3600.0
+#: Failed store calls in a row after which an exiting worker gives up its ends.
+_STOP_TRIES: Final = 5
 #: Seconds the exit waits for the submits made before it to be stored.
 _CLOSE_FLUSH_TIMEOUT: Final = 30.0
 #: The ids of the stores that open managers use, in this process: a store
@@ -118,6 +126,8 @@ class _Running:
     record: JobRecord
     handle: TaskHandle[object] | None = None
     lease_until: dt.datetime | None = None
+    #: When it was claimed (trio time), for the prefetch's hold.
+    claimed_at: float = 0.0
     #: Why the handler was cancelled, if it was: "cancel" (a request),
     #: "lease" (the lease was lost or about to expire), "stop" (shutdown).
     stop_reason: str | None = None
@@ -174,9 +184,21 @@ class JobManager:
     _submits: list[_Submit] = attrs.field(init=False, factory=list[_Submit])
     _submit_ready: trio.Event = attrs.field(init=False, factory=trio.Event)
     _epoch0: float = attrs.field(init=False)
-    _pump_queued: bool = attrs.field(init=False, default=False)
-    _wake: TaskHandle[object] | None = attrs.field(init=False, default=None)
-    _wake_at: float = attrs.field(init=False, default=math.inf)
+    #: Set when the worker task has something to do (an end, a submit, ...).
+    _work: trio.Event = attrs.field(init=False, factory=trio.Event)
+    #: Ends waiting for the worker's next store call, and their jobs.
+    _ends: list[JobEnd] = attrs.field(init=False, factory=list[JobEnd])
+    _ending: dict[str, _Running] = attrs.field(init=False, factory=dict[str, _Running])
+    #: Claimed jobs waiting for a free slot (the bounded prefetch).
+    _ready: collections.deque[_Running] = attrs.field(
+        init=False, factory=collections.deque[_Running]
+    )
+    _stopped: trio.Event = attrs.field(init=False, factory=trio.Event)
+    #: Set (and replaced) after each store call of the worker.
+    _round_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    #: Whether to claim beyond the free slots (see `_capacity`).
+    _prefetch: bool = attrs.field(init=False, default=True)
+    _worker_done: trio.Event = attrs.field(init=False, factory=trio.Event)
     _stopping: bool = attrs.field(init=False, default=False)
     _idle: trio.Event | None = attrs.field(init=False, default=None)
     _commit_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
@@ -599,7 +621,31 @@ class JobManager:
         running = self._running.get(job_id)
         if running is not None and record.state is JobState.RUNNING:
             self._stop(running, "cancel")
+        elif record.state is JobState.RUNNING:
+            record = await self._cancel_held(job_id, now) or record
         return record.info()
+
+    async def _cancel_held(self, job_id: str, now: dt.datetime) -> JobRecord | None:
+        """Cancel a job this worker holds but does not run; return it after."""
+        if self._unready(job_id) is not None:
+            # Claimed here (prefetched) but not started: it never starts.
+            if await self._store.complete(
+                job_id,
+                worker=self._config.name,
+                state=JobState.CANCELLED,
+                finished_at=now,
+            ):
+                record = await self._store.get(job_id)
+                if record is not None:
+                    self._changes.publish_record(record)
+                return record
+        elif job_id in self._ending:
+            # Its end is being stored (a release makes it CANCELLED): wait.
+            with trio.move_on_after(self._config.lease):
+                while job_id in self._ending:
+                    await self._round_done.wait()
+            return await self._store.get(job_id)
+        return None
 
     async def retry_job(self, job_id: str) -> JobInfo:
         """Put a FAILED or CANCELLED job back to PENDING, with fresh attempts.
@@ -828,56 +874,185 @@ class JobManager:
         )
 
     # ------------------------------------------------------------ running jobs
+    #
+    # One worker task (`_work`) makes every store call of the hot path: each
+    # round is one `JobStore.complete_and_claim`, which commits the ends of
+    # all the attempts that finished since the previous round (a grouped
+    # completion: one transaction, one disk flush) and claims the next jobs in
+    # the same transaction. Claimed jobs wait in `_ready` (a prefetch bounded
+    # by `concurrency`) and start at once when a slot frees, without waiting
+    # for the store; one not started within `PREFETCH_HOLD` seconds is handed
+    # back. Ends are built on the Trio thread when a handler ends (its task's
+    # done callback) and committed by the next round: a job is SUCCEEDED in the
+    # store only once that commit returns, and a crash before it runs the job
+    # again (at least once). Idle, the worker waits on the store's watcher (a
+    # wake-up as soon as a job becomes PENDING), its own submits, or the next
+    # due time, never longer than `poll_interval`.
 
     def _want_pump(self) -> None:
-        """Ask the control sequence to claim jobs (coalesced: one pending pump)."""
-        if self._executor is None or self._pump_queued or self._stopping:
-            return
-        self._pump_queued = True
-        self._control.post_task(self._pump)
+        """Wake the worker task: work may have arrived or ended. Not a checkpoint."""
+        self._work.set()
 
-    async def _pump(self) -> None:
-        self._pump_queued = False
-        free = self._config.concurrency - len(self._running)
-        if free <= 0 or self._stopping:
-            return
-        handlers = self._handler_names()
-        if not handlers:
-            self._arm_wake(self._config.poll_interval)
-            return
-        now = self.now()
-        lease_until = now + dt.timedelta(seconds=self._config.lease)
+    async def _worker(self) -> None:
         try:
-            claimed = await self._store.claim(
-                worker=self._config.name,
-                handlers=handlers,
-                now=now,
-                lease_until=lease_until,
-                limit=free,
-            )
-        except Exception as error:  # never stop: look again after a backoff
-            self._store_failed("claim jobs", error)
-            return
-        self._store_answered()
-        for record in claimed:
-            self._changes.publish_record(record)
-            self._start(record, lease_until)
-        if len(claimed) == free:
-            return  # full: the next pump comes when a job ends
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch, name="jobs-watch")
+                await self._work_rounds()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._worker_done.set()
+
+    async def _watch(self) -> None:
+        """Turn the store's wake-ups into wake-ups of the worker, for ever."""
+        while True:
+            try:
+                async with self._store.watch(handlers=None) as watcher:
+                    while True:
+                        if await watcher.wait(_WATCH_WAIT):
+                            self._work.set()
+            except Exception as error:  # polling still finds the jobs
+                logger.debug("the store's wake-ups failed: %r", error)
+            await trio.sleep(self._config.poll_interval)
+
+    def _capacity(self) -> int:
+        """Jobs to claim now: free slots plus the free part of the prefetch.
+
+        No prefetch after prefetched jobs were handed back unstarted, until a
+        slot frees: the worker is busy with long jobs, and others may run them.
+        """
+        config = self._config
+        prefetch = config.concurrency if self._prefetch else 0
+        return config.concurrency + prefetch - len(self._running) - len(self._ready)
+
+    def _take_ends(self) -> list[JobEnd]:
+        """The ends to commit now, with the prefetched jobs to hand back."""
+        ends, self._ends = self._ends, []
+        ready = self._ready
+        if ready and (
+            self._stopping or ready[0].claimed_at + PREFETCH_HOLD <= trio.current_time()
+        ):
+            now = self.now()
+            horizon = trio.current_time() - PREFETCH_HOLD
+            self._prefetch = False
+            while ready and (self._stopping or ready[0].claimed_at <= horizon):
+                running = ready.popleft()
+                self._ending[running.record.id] = running
+                ends.append(JobEnd.released(running.record.id, at=now))
+        return ends
+
+    async def _work_rounds(self) -> None:
+        config = self._config
+        store = self._store
+        while True:
+            self._work = trio.Event()
+            ends = self._take_ends()
+            want = 0 if self._stopping else self._capacity()
+            handlers = self._handler_names() if want > 0 else frozenset[str]()
+            if not handlers:
+                want = 0
+            if not ends and want <= 0:
+                if self._stopping and not self._running and not self._ending:
+                    return
+                await self._rest(config.poll_interval if not handlers else None)
+                continue
+            now = self.now()
+            lease_until = now + dt.timedelta(seconds=config.lease)
+            try:
+                result = await store.complete_and_claim(
+                    ends,
+                    worker=config.name,
+                    handlers=handlers,
+                    now=now,
+                    lease_until=lease_until,
+                    limit=want,
+                )
+            except Exception as error:  # never stop: try again after a backoff
+                self._rounded()
+                self._ends[:0] = ends
+                self._store_failed(
+                    "claim jobs (and store the ends of finished ones)", error
+                )
+                if self._stopping and self._store_failures > _STOP_TRIES:
+                    self._give_up_ends()
+                    return
+                with trio.move_on_after(self._store_backoff()):
+                    await self._stopped.wait()
+                continue
+            self._store_answered()
+            self._ended(ends, result.ended)
+            self._rounded()
+            claimed = result.claimed
+            if claimed:
+                ready = self._ready
+                at = trio.current_time()
+                for record in claimed:
+                    self._changes.publish_record(record)
+                    ready.append(
+                        _Running(record, lease_until=lease_until, claimed_at=at)
+                    )
+                self._start_ready()
+            if self._ends or (claimed and len(claimed) == want):
+                continue  # more ends to commit, or maybe more jobs due
+            if want > 0 and not claimed:
+                await self._rest(await self._idle_wait(handlers, now))
+            else:
+                await self._rest(None)
+
+    async def _idle_wait(self, handlers: frozenset[str], now: dt.datetime) -> float:
+        """Seconds to wait when nothing was due: until the next due job, or a poll."""
         try:
             due = await self._store.next_due(handlers=handlers)
         except Exception as error:
             self._store_failed("find the next due job", error)
-            return
+            return self._store_backoff()
         wait = self._config.poll_interval
-        if due is not None and (claimed or due > now):
+        if due is not None and due > now:
             wait = min(wait, max(0.0, self._seconds_until(due)))
         # Else a job due now was not claimed (a row the store cannot hand out,
         # or a race with another worker): wait for the next poll, never spin.
-        self._arm_wake(wait)
+        return wait
+
+    async def _rest(self, timeout: float | None) -> None:  # noqa: ASYNC109  # internal
+        """Wait for work (an end, a submit, a wake-up), or ``timeout`` seconds."""
+        if self._ready:
+            # A prefetched job not started in time is handed back.
+            hold = self._ready[0].claimed_at + PREFETCH_HOLD - trio.current_time()
+            timeout = hold if timeout is None else min(timeout, hold)
+        if timeout is None:
+            await self._work.wait()
+        else:
+            with trio.move_on_after(max(0.0, timeout)):
+                await self._work.wait()
+
+    def _rounded(self) -> None:
+        self._round_done.set()
+        self._round_done = trio.Event()
+
+    def _ended(self, ends: list[JobEnd], applied: tuple[bool, ...]) -> None:
+        """Forget the jobs whose ends are committed."""
+        for end, done in zip(ends, applied, strict=True):
+            self._ending.pop(end.job_id, None)
+            if not done:
+                logger.info(
+                    "job %r: its end was not stored, its lease was lost", end.job_id
+                )
+            self._changes.publish_later(end.job_id)
+        if self._idle is not None and not self._running:
+            self._idle.set()
+
+    def _give_up_ends(self) -> None:
+        """At exit, with the store failing: the ends not stored run again later."""
+        for end in self._ends:
+            logger.warning(
+                "job %r ended, but its end could not be stored before the exit; "
+                "it runs again once its lease expires",
+                end.job_id,
+            )
+        self._ends = []
+        self._ending.clear()
 
     def _store_failed(self, what: str, error: Exception) -> None:
-        """Log a failed store call of the worker, and look again after a backoff."""
+        """Log a failed store call of the worker (the first one of a series)."""
         self._store_failures += 1
         failures = self._store_failures
         if failures == 1:
@@ -889,7 +1064,6 @@ class JobManager:
             )
         else:
             logger.debug("could not %s (%d failures in a row)", what, failures)
-        self._arm_wake(self._store_backoff())
 
     def _store_backoff(self) -> float:
         """Seconds until the next try: doubles per failure in a row, capped."""
@@ -907,19 +1081,15 @@ class JobManager:
     def _handler_names(self) -> frozenset[str]:
         return frozenset(self._registry.names())
 
-    def _arm_wake(self, delay: float) -> None:
-        # One delayed pump at a time: keep the earlier of the old and new ones.
-        due = trio.current_time() + delay
-        if self._wake is not None and not self._wake.done and self._wake_at <= due:
-            return
-        if self._wake is not None:
-            self._wake.cancel()
-        self._wake_at = due
-        self._wake = self._control.post_delayed_task(self._want_pump, delay=delay)
+    def _start_ready(self) -> None:
+        """Start prefetched jobs while slots are free. Not a checkpoint."""
+        ready = self._ready
+        limit = self._config.concurrency
+        while ready and len(self._running) < limit and not self._stopping:
+            self._start(ready.popleft())
 
-    def _start(self, record: JobRecord, lease_until: dt.datetime) -> None:
-        running = _Running(record, lease_until=lease_until)
-        self._running[record.id] = running
+    def _start(self, running: _Running) -> None:
+        record = running.record
         executor = self._executor
         assert executor is not None
         try:
@@ -927,99 +1097,64 @@ class JobManager:
             call, args = self._serializer.prepare_call(spec, record)
         except Exception as error:
             # An undecodable payload fails its own job, never the others.
-            self._control.post_task(self._failed_to_start, running, error)
+            self._end(running, self._failure(record, error, self.now()))
             return
+        self._running[record.id] = running
         timeout = self._config.timeout if record.timeout is None else record.timeout
         traits = None if spec.is_async else _BLOCKING
-        running.handle = executor.post_task(
+        handle = executor.post_task(
             call, *args, name=record.id, timeout=timeout, traits=traits
         )
-        running.handle.add_done_callback(
-            lambda handle: self._control.post_task(self._ended, running)
-        )
+        running.handle = handle
+        handle.add_done_callback(lambda _: self._done(running))
 
-    async def _failed_to_start(self, running: _Running, error: Exception) -> None:
-        try:
-            await self._store_failure(running.record.id, error, self.now())
-        except StoreError:
-            logger.exception(
-                "job %r failed to start, and that could not be stored",
-                running.record.id,
-            )
-        finally:
-            del self._running[running.record.id]
-            self._changes.publish_later(running.record.id)
-            self._job_left()
-
-    async def _ended(self, running: _Running) -> None:
+    def _done(self, running: _Running) -> None:
+        """A handler ended (on the Trio thread): queue its end, start the next."""
         record = running.record
+        self._running.pop(record.id, None)
+        self._prefetch = True
         handle = running.handle
         assert handle is not None
         now = self.now()
-        try:
-            state = handle.state
-            if state is TaskState.SUCCEEDED:
-                # Recorded even if a stop came too late to cancel it; a lost
-                # lease makes the store refuse it, as it should.
-                await self._succeeded(record, handle, now)
-            elif state is not TaskState.CANCELLED:
-                await self._failed(record, handle._exception(), now)
-            elif running.stop_reason == "stop":
-                await self._store.release(record.id, worker=self._config.name, now=now)
-            elif running.stop_reason != "lease":  # a lost lease: another may hold it
-                await self._store.complete(
-                    record.id,
-                    worker=self._config.name,
-                    state=JobState.CANCELLED,
-                    finished_at=now,
+        end: JobEnd | None
+        state = handle.state
+        if state is TaskState.SUCCEEDED:
+            # Recorded even if a stop came too late to cancel it; a lost
+            # lease makes the store refuse it, as it should.
+            outcome = handle.outcome
+            assert outcome is not None
+            try:
+                result = self._serializer.dump_result(outcome.unwrap())
+            except SerializationError as error:
+                end = self._failure(record, error, now)
+            else:
+                end = JobEnd.finished(
+                    record.id, JobState.SUCCEEDED, at=now, result=result
                 )
-        except trio.Cancelled:
-            self._running.pop(record.id, None)
-            self._job_left()
-            raise
-        except Exception as error:
-            if self._store_failures == 0 or self._stopping:
-                logger.warning(
-                    "job %r ended, but its end could not be stored%s: %r",
-                    record.id,
-                    "" if self._stopping else "; trying again with backoff",
-                    error,
-                    exc_info=error,
-                )
-            if not self._stopping and running.stop_reason != "lease":
-                # Keep the job (and its lease, renewed) until its end is stored.
-                self._store_failures += 1
-                self._control.post_delayed_task(
-                    self._ended, running, delay=self._store_backoff()
-                )
-                return
+        elif state is not TaskState.CANCELLED:
+            end = self._failed(record, handle._exception(), now)
+        elif running.stop_reason == "stop":
+            end = JobEnd.released(record.id, at=now)
+        elif running.stop_reason != "lease":
+            end = JobEnd.finished(record.id, JobState.CANCELLED, at=now)
         else:
-            self._store_answered()
-        self._running.pop(record.id, None)
-        self._changes.publish_later(record.id)
-        self._job_left()
+            end = None  # a lost lease: another worker may hold the job
+        if end is None:
+            self._changes.publish_later(record.id)
+        else:
+            self._end(running, end)
+        if self._idle is not None and not self._running:
+            self._idle.set()
+        self._start_ready()
 
-    async def _succeeded(
-        self, record: JobRecord, handle: TaskHandle[object], now: dt.datetime
-    ) -> None:
-        outcome = handle.outcome
-        assert outcome is not None
-        try:
-            result = self._serializer.dump_result(outcome.unwrap())
-        except SerializationError as error:
-            await self._store_failure(record.id, error, now)
-            return
-        await self._store.complete(
-            record.id,
-            worker=self._config.name,
-            state=JobState.SUCCEEDED,
-            finished_at=now,
-            result=result,
-        )
+    def _end(self, running: _Running, end: JobEnd) -> None:
+        self._ending[running.record.id] = running
+        self._ends.append(end)
+        self._work.set()
 
-    async def _failed(
+    def _failed(
         self, record: JobRecord, error: BaseException, now: dt.datetime
-    ) -> None:
+    ) -> JobEnd:
         if isinstance(error, TaskTimeoutError):
             # Each attempt is a task of its own, so the runner's message says
             # "attempt 1 of task ...": say which attempt of the job it was.
@@ -1032,19 +1167,10 @@ class JobManager:
             run_at = self._retry_at(record, error, now)
         except Exception as ours:  # a bad stored policy: the job fails with it
             ours.__context__ = error
-            await self._store_failure(record.id, ours, now)
-            return
+            return self._failure(record, ours, now)
         if run_at is None:
-            await self._store_failure(record.id, error, now)
-            return
-        await self._store.requeue(
-            record.id,
-            worker=self._config.name,
-            run_at=run_at,
-            error=_error_text(error),
-            now=now,
-        )
-        self._arm_wake(self._seconds_until(run_at))
+            return self._failure(record, error, now)
+        return JobEnd.retry(record.id, run_at=run_at, error=_error_text(error), at=now)
 
     def _retry_at(
         self, record: JobRecord, error: BaseException, now: dt.datetime
@@ -1067,22 +1193,12 @@ class JobManager:
         wait = policy.backoff(record.attempts) if delay is None else delay
         return _later(now, wait, "the retry's backoff")
 
-    async def _store_failure(
-        self, job_id: str, error: BaseException, now: dt.datetime
-    ) -> None:
-        """Record a job's final failure, with the error's traceback as text."""
-        await self._store.complete(
-            job_id,
-            worker=self._config.name,
-            state=JobState.FAILED,
-            finished_at=now,
-            error=_error_text(error),
+    @staticmethod
+    def _failure(record: JobRecord, error: BaseException, now: dt.datetime) -> JobEnd:
+        """A job's final failure, with the error's traceback as text."""
+        return JobEnd.finished(
+            record.id, JobState.FAILED, at=now, error=_error_text(error)
         )
-
-    def _job_left(self) -> None:
-        if self._idle is not None and not self._running:
-            self._idle.set()
-        self._want_pump()
 
     def _stop(self, running: _Running, reason: str) -> None:
         if running.stop_reason is None:
@@ -1111,32 +1227,54 @@ class JobManager:
                     if until is not None and until - margin <= now:
                         self._stop(running, "lease")
 
+    def _unready(self, job_id: str) -> _Running | None:
+        """Take a prefetched job out of the queue (to end it otherwise)."""
+        for running in self._ready:
+            if running.record.id == job_id:
+                self._ready.remove(running)
+                return running
+        return None
+
     async def _renew(self) -> None:
-        if not self._running:
+        held_here = [*self._running, *(r.record.id for r in self._ready), *self._ending]
+        if not held_here:
             return
         now = self.now()
         lease_until = now + dt.timedelta(seconds=self._config.lease)
         try:
             result = await self._store.renew(
                 worker=self._config.name,
-                job_ids=list(self._running),
+                job_ids=held_here,
                 lease_until=lease_until,
             )
-        except StoreError:
-            logger.exception(
-                "could not renew the leases of %d jobs", len(self._running)
-            )
+        except Exception:
+            logger.exception("could not renew the leases of %d jobs", len(held_here))
             # A handler must not outlive its lease: stop those that would.
             margin = dt.timedelta(seconds=self._config.lease / 3)
             for running in list(self._running.values()):
                 if running.lease_until is None or running.lease_until - margin <= now:
                     self._stop(running, "lease")
             return
+        # Only the jobs asked about: the worker may claim others meanwhile.
+        asked = set(held_here)
         for job_id, running in list(self._running.items()):
+            if job_id not in asked:
+                continue
             if job_id not in result.held:
                 self._stop(running, "lease")
             elif job_id in result.cancel_requested:
                 self._stop(running, "cancel")
+            else:
+                running.lease_until = lease_until
+        for running in list(self._ready):
+            job_id = running.record.id
+            if job_id not in asked:
+                continue
+            if job_id not in result.held:
+                self._ready.remove(running)
+            elif job_id in result.cancel_requested:
+                self._ready.remove(running)
+                self._end(running, JobEnd.finished(job_id, JobState.CANCELLED, at=now))
             else:
                 running.lease_until = lease_until
 
@@ -1182,8 +1320,8 @@ class JobManager:
         grace period. Not a checkpoint; idempotent.
         """
         self._stopping = True
-        if self._wake is not None:
-            self._wake.cancel()
+        self._stopped.set()
+        self._work.set()
         for running in list(self._running.values()):
             self._stop(running, "stop")
 
@@ -1197,7 +1335,7 @@ class JobManager:
             ttl = self._config.retention.ttl
             every = min(60.0, ttl / 4) if ttl is not None else 10.0
             control.post_repeating_task(self._retain, interval=max(every, 0.1))
-        self._want_pump()
+        self._scheduler._nursery.start_soon(self._worker, name="jobs-worker")
         await trio.lowlevel.checkpoint()
 
     async def _close(self) -> None:
@@ -1211,19 +1349,28 @@ class JobManager:
         self._guard_scope.cancel()
 
     async def _drain(self) -> None:
-        """Stop claiming; give running jobs the grace period; hand back the rest."""
+        """Stop claiming; give running jobs the grace period; hand back the rest.
+
+        Then the worker stores the last ends (and hands back the prefetched
+        jobs) and stops.
+        """
         self._stopping = True
-        if self._wake is not None:
-            self._wake.cancel()
-        if not self._running:
-            return
-        self._idle = trio.Event()
-        with trio.move_on_after(self._config.grace_period):
-            await self._idle.wait()
-        for running in list(self._running.values()):
-            self._stop(running, "stop")
-        with trio.move_on_after(self._config.grace_period + 5):
-            await self._idle.wait()
+        self._stopped.set()
+        self._work.set()
+        if self._running:
+            self._idle = trio.Event()
+            if self._running:
+                with trio.move_on_after(self._config.grace_period):
+                    await self._idle.wait()
+            for running in list(self._running.values()):
+                self._stop(running, "stop")
+            if self._running:
+                with trio.move_on_after(self._config.grace_period + 5):
+                    await self._idle.wait()
+        if self._executor is not None:
+            self._work.set()
+            with trio.move_on_after(_CLOSE_FLUSH_TIMEOUT):
+                await self._worker_done.wait()
 
 
 def _later(when: dt.datetime, seconds: float, what: str) -> dt.datetime:
