@@ -2,9 +2,12 @@
 
 Architecture (DESIGN.md section 9):
 
-* a control sequence (a `SequencedTaskRunner`) owns the state machine of every
-  job this worker runs: claims, lease renewals, cancel requests, completions,
-  schedules and retention all run there, one at a time, with no lock;
+* a worker task makes the store calls of the hot path: one
+  `JobStore.complete_and_claim` per round stores the ends of every attempt
+  finished since the previous round and claims the next jobs, in one
+  transaction; idle, it waits on the store's wake-ups (`JobStore.watch`);
+* a control sequence (a `SequencedTaskRunner`) runs lease renewals, lease
+  expiry, schedules and retention, one at a time;
 * the store owns its I/O (a SQLite store on its own thread runner);
 * a `ParallelTaskRunner` executes handlers, ``concurrency`` at a time, with
   per-attempt timeouts and cancellation; sync handlers run on threads.
@@ -1014,15 +1017,14 @@ class JobManager:
 
     async def _rest(self, timeout: float | None) -> None:  # noqa: ASYNC109  # internal
         """Wait for work (an end, a submit, a wake-up), or ``timeout`` seconds."""
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
         if self._ready:
-            # A prefetched job not started in time is handed back.
-            hold = self._ready[0].claimed_at + PREFETCH_HOLD - trio.current_time()
-            timeout = hold if timeout is None else min(timeout, hold)
-        if timeout is None:
+            # A prefetched job not started in time is handed back. An absolute
+            # deadline: `_take_ends` then sees it passed (a relative one can
+            # round to no wait at all, and spin).
+            deadline = min(deadline, self._ready[0].claimed_at + PREFETCH_HOLD)
+        with trio.move_on_at(deadline):
             await self._work.wait()
-        else:
-            with trio.move_on_after(max(0.0, timeout)):
-                await self._work.wait()
 
     def _rounded(self) -> None:
         self._round_done.set()
