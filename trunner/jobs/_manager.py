@@ -202,6 +202,7 @@ class JobManager:
     #: Whether to claim beyond the free slots (see `_capacity`).
     _prefetch: bool = attrs.field(init=False, default=True)
     _worker_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _worker_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
     _stopping: bool = attrs.field(init=False, default=False)
     _idle: trio.Event | None = attrs.field(init=False, default=None)
     _commit_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
@@ -898,12 +899,16 @@ class JobManager:
 
     async def _worker(self) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch, name="jobs-watch")
-                await self._work_rounds()
-                nursery.cancel_scope.cancel()
+            with self._worker_scope:
+                await self._worker_body()
         finally:
             self._worker_done.set()
+
+    async def _worker_body(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, name="jobs-watch")
+            await self._work_rounds()
+            nursery.cancel_scope.cancel()
 
     async def _watch(self) -> None:
         """Turn the store's wake-ups into wake-ups of the worker, for ever."""
@@ -1373,6 +1378,8 @@ class JobManager:
             self._work.set()
             with trio.move_on_after(_CLOSE_FLUSH_TIMEOUT):
                 await self._worker_done.wait()
+        # Whatever it waits for, the worker ends with the block.
+        self._worker_scope.cancel()
 
 
 def _later(when: dt.datetime, seconds: float, what: str) -> dt.datetime:
