@@ -777,13 +777,16 @@ async def test_idle_worker_polls_at_its_poll_interval(
         def __getattr__(self, name: str) -> object:
             return getattr(store, name)
 
-        async def claim(self, **kwargs: object) -> object:
+        def watch(self, **kwargs: object) -> object:
+            return store.watch(**kwargs)  # type: ignore[arg-type]  # passed through
+
+        async def complete_and_claim(self, *args: object, **kwargs: object) -> object:
             nonlocal claims
             claims += 1
-            return await store.claim(**kwargs)  # type: ignore[arg-type]  # passed through
+            return await store.complete_and_claim(*args, **kwargs)  # type: ignore[arg-type]  # passed through
 
     async with manager(Counting(), Handlers(), poll_interval=10) as jm:  # type: ignore[arg-type]  # duck-typed
         await trio.sleep(60)
         del jm
 
-    assert claims <= 8  # about one per 10 s, not one per second
+    assert 1 <= claims <= 8  # about one per 10 s, not one per second

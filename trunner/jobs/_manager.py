@@ -936,13 +936,16 @@ class JobManager:
         """The ends to commit now, with the prefetched jobs to hand back."""
         ends, self._ends = self._ends, []
         ready = self._ready
-        if ready and (
-            self._stopping or ready[0].claimed_at + PREFETCH_HOLD <= trio.current_time()
-        ):
+        clock = trio.current_time()
+        # The same comparison as `_rest`'s deadline (`claimed_at + PREFETCH_HOLD`):
+        # `claimed_at <= clock - PREFETCH_HOLD` can round the other way, and
+        # then `_rest` returns at once while nothing is handed back: a spin.
+        if ready and (self._stopping or ready[0].claimed_at + PREFETCH_HOLD <= clock):
             now = self.now()
-            horizon = trio.current_time() - PREFETCH_HOLD
             self._prefetch = False
-            while ready and (self._stopping or ready[0].claimed_at <= horizon):
+            while ready and (
+                self._stopping or ready[0].claimed_at + PREFETCH_HOLD <= clock
+            ):
                 running = ready.popleft()
                 self._ending[running.record.id] = running
                 ends.append(JobEnd.released(running.record.id, at=now))
