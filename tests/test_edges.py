@@ -61,7 +61,7 @@ async def test_cancel_before_admission_or_barrier_keeps_counts_right() -> None:
         gate = trio.Event()
         runner.post_task(gate.wait)
         # A post from another thread, cancelled before the Trio thread admits it.
-        inbound = runner._post_from_thread(lambda: "never", (), None, None)
+        inbound = runner._intake.post_from_thread(lambda: "never", (), None, None)
         inbound.cancel()
         behind_barrier = runner.flush_soon(lambda: "never")
         behind_barrier.cancel()
@@ -81,7 +81,7 @@ async def test_thread_post_admitted_after_close_began_is_skipped() -> None:
         gate = trio.Event()
         runner.post_task(gate.wait, traits=BLOCK)
         await trio.testing.wait_all_tasks_blocked()
-        handle = runner._post_from_thread(lambda: None, (), None, None)
+        handle = runner._intake.post_from_thread(lambda: None, (), None, None)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(runner.aclose)
             await trio.testing.wait_all_tasks_blocked()

@@ -1,25 +1,22 @@
 """TaskRunner: the protocol every runner implements, as a facade over its parts.
 
-A runner is made of the parts in ``trunner/_runner/``: a `Ledger` (counts, live
-tasks, the start and end of tasks), a `TimerHeap` (delayed and repeating
-tasks), `Barriers` (flushes, idle waits) and a `ResultFanout` (subscriptions),
+A runner is made of the parts in ``trunner/_runner/``: an `Intake` (the checks
+of a post and the admission of its handle), a `Ledger` (counts, live tasks,
+the start and end of tasks), `TaskEnds` (who hears of each end), a `TimerHeap`
+(delayed and repeating tasks), `Barriers` (flushes, idle waits), a
+`ResultFanout` (subscriptions) and `Closing` (close, shutdown, cancel all),
 with the `RunnerEnvironment` its scheduler hands it. This class holds the
-public API: posting, cancelling, closing. Subclasses bring the queue and the
-task(s) that consume it: one consumer for a sequence, a pool of workers for a
-parallel runner, one OS thread for a thread runner.
+public API and wires the parts; its methods delegate to them. Subclasses bring
+the queue and the task(s) that consume it: one consumer for a sequence, a pool
+of workers for a parallel runner, one OS thread for a thread runner.
 
 Everything here runs on the Trio thread, so no lock is needed; posts from other
 threads are shipped to the Trio thread through the run's `trio.lowlevel.TrioToken`.
 """
 
-# pyright: reportPrivateUsage=false
-# The facade creates, admits and cancels TaskHandle records, whose fields the
-# parts of a runner share; posting is the hottest path after the consumers'.
-
 from __future__ import annotations
 
 import abc
-import math
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, overload
 
@@ -27,42 +24,19 @@ import attrs
 import trio
 
 from ._context import runner_var
-from ._errors import QueueFullError, RunnerClosedError
 from ._execute import Execution, offload_call
-from ._handle import (
-    CANCEL_REQUESTED,
-    WAITS_ADMISSION,
-    WAITS_BARRIER,
-    RepeatingHandle,
-    TaskHandle,
-    call_done_callback,
-    next_id,
-)
-from ._hooks import logger as hook_logger
+from ._handle import RepeatingHandle, TaskHandle, next_id
 from ._metrics import RateMeter, RunnerMetrics
-from ._options import TaskOptions, check_timeout, is_async_callable, log_task_error
-from ._ratelimit import TokenBucket
+from ._options import is_async_callable, log_task_error
 from ._results import DropPolicy, ResultSubscription
-from ._retry import RetryPolicy
 from ._runner._barriers import Barriers
-from ._runner._fanout import ResultFanout, result_of
-from ._runner._ledger import (
-    CLOSED,
-    CLOSING,
-    OPEN,
-    Ledger,
-    RoomWaiter,
-    RunnerStatistics,
-)
+from ._runner._closing import Closing
+from ._runner._ends import TaskEnds
+from ._runner._fanout import ResultFanout
+from ._runner._intake import Intake, fire_on_queued, runner_options
+from ._runner._ledger import OPEN, Ledger, RunnerStatistics
 from ._runner._timers import TimerHeap
-from ._traits import (
-    MissedTicks,
-    RepeatMode,
-    ShutdownBehavior,
-    TaskState,
-    TaskTraits,
-)
-from ._util import AnyCallable, check_duration, check_optional_count, describe
+from ._traits import MissedTicks, RepeatMode, TaskTraits
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -71,8 +45,10 @@ if TYPE_CHECKING:
     import outcome
 
     from ._options import RunnerConfig
+    from ._retry import RetryPolicy
     from ._runner._environment import RunnerEnvironment
     from ._scheduler import Scheduler
+    from ._util import AnyCallable
 
     ArgsT = TypeVarTuple("ArgsT")
 
@@ -80,19 +56,7 @@ __all__ = ["RunnerStatistics", "TaskRunner"]
 
 T = TypeVar("T")
 
-# What each barrier waits for, as named in the error from a task of the runner.
-_OWN_WAITS: Final = {
-    "aclose": "to close",
-    "flush": "to flush",
-    "wait_idle": "to be idle",
-}
-
-_PENDING: Final = TaskState.PENDING
-_RUNNING: Final = TaskState.RUNNING
-_CANCELLED: Final = TaskState.CANCELLED
-_SKIPPED: Final = TaskState.SKIPPED
-_BLOCK: Final = ShutdownBehavior.BLOCK_SHUTDOWN
-_CONTINUE: Final = ShutdownBehavior.CONTINUE_ON_SHUTDOWN
+_get_ident: Final = threading.get_ident
 
 
 async def _wait_ended(handle: TaskHandle[object]) -> None:
@@ -126,96 +90,87 @@ class TaskRunner(abc.ABC):
     _env: RunnerEnvironment
     _name: str = attrs.field(init=False)
     _traits: TaskTraits = attrs.field(init=False)
-    _max_pending: int | None = attrs.field(init=False)
-    _default_opts: TaskOptions | None = attrs.field(init=False)
-    _offload_opts: TaskOptions = attrs.field(init=False)
-    # Whether each post must look at its function (may_block, thread runners).
-    _inspect_fn: bool = attrs.field(init=False)
-    # Queues a handle: _enqueue, or straight to the channel of a sequence (one
-    # Python call less on the hottest path).
-    _push: Callable[[TaskHandle[object]], None] = attrs.field(init=False)
-    _bucket: TokenBucket | None = attrs.field(init=False)
-    _on_error: Callable[[TaskHandle[object], BaseException], object] = attrs.field(
-        init=False
-    )
-    _now: Callable[[], float] = attrs.field(init=False)
     _token: trio.lowlevel.TrioToken = attrs.field(init=False)
-    _trio_thread: int = attrs.field(init=False)
-    _finish_hooks: bool = attrs.field(init=False, default=False)
-    # The last function whose name a TaskResult needed, and that name.
-    _named_fn: object = attrs.field(init=False, default=None)
-    _named: str = attrs.field(init=False, default="")
-    # The parts.
+    # The parts (trunner/_runner/).
     _ledger: Ledger = attrs.field(init=False)
-    _timers: TimerHeap = attrs.field(init=False)
     _barriers: Barriers = attrs.field(init=False)
     _fanout: ResultFanout = attrs.field(init=False)
+    _intake: Intake = attrs.field(init=False)
+    _timers: TimerHeap = attrs.field(init=False)
+    _closing: Closing = attrs.field(init=False)
     # What the execution paths need: the ledger, the limiter, the offload.
     _execution: Execution = attrs.field(init=False)
-    _machinery_done: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     #: Whether the runner runs its tasks one at a time in posting order, so
     #: that a task's FIFO place is a barrier behind every earlier task.
     _ordered: ClassVar[bool] = False
+    #: Whether every task runs outside the Trio thread (a thread or a process
+    #: runner): each post then looks at its function.
+    _offloads_all: ClassVar[bool] = False
 
     def __attrs_post_init__(self) -> None:
         config = self._config
-        self._traits = config.traits
-        self._max_pending = config.max_pending
-        self._name = config.name or f"{type(self).__name__}-{next_id()}"
-        self._on_error = config.on_error or log_task_error
-        self._bucket = (
-            None if config.rate_limit is None else TokenBucket(config.rate_limit)
+        self._traits = traits = config.traits
+        self._name = name = config.name or f"{type(self).__name__}-{next_id()}"
+        default_opts, offload_opts = runner_options(
+            config, self._env.hooks, offloads_all=self._offloads_all
         )
-        hooks = tuple(h for h in (self._env.hooks, config.hooks) if h is not None)
-        base = TaskOptions(
-            traits=config.traits,
-            name=None,
-            retry=config.retry,
-            timeout=config.timeout,
-            offload=False,
-            hooks=hooks,
-            middleware=config.middleware,
-            bucket=self._bucket,
-        )
-        needs_opts = not base.simple or base.on_queued or config.traits.may_block
-        self._default_opts = base if needs_opts else None
-        # on_finish hooks hear of every task's end, like subscribers.
-        self._finish_hooks = bool(base.on_finish)
-        self._inspect_fn = config.traits.may_block
-        self._offload_opts = base.evolve(
-            traits=config.traits,
-            name=None,
-            retry=config.retry,
-            timeout=config.timeout,
-            offload=True,
-        )
-        clock = trio.lowlevel.current_clock()
-        self._now = now = clock.current_time
+        now = trio.lowlevel.current_clock().current_time
+        # The parts. Those made first reach those made later through a lambda,
+        # on cold paths only: the hot ones are bound directly.
         self._ledger = ledger = Ledger(
             self,
             now,
-            self._max_pending,
-            self._report_error,
-            self._notify,
+            config.max_pending,
+            config.on_error or log_task_error,
             self._cancel_running,
             RateMeter(now()),
         )
-        ledger.watching = self._finish_hooks
-        self._timers = TimerHeap(
-            self._nursery, self._name, ledger, self._admit, self._post_internal
+        self._barriers = barriers = Barriers(
+            ledger, lambda handle: intake.push(handle), lambda: ends.update_watching()
         )
-        ledger.timer_dropped = self._timers.dropped
-        # A cleared flush_soon callback is queued as it is: already counted.
-        self._barriers = Barriers(
-            ledger, lambda handle: self._push(handle), self._update_watching
+        self._fanout = fanout = ResultFanout(
+            lambda: closing.is_fully_closed(), lambda: ends.update_watching()
         )
-        self._fanout = ResultFanout(self._is_fully_closed, self._update_watching)
+        # on_finish hooks hear of every task's end, like subscribers.
+        ends = TaskEnds(
+            self, ledger, barriers, fanout, finish_hooks=bool(offload_opts.on_finish)
+        )
+        ledger.notify = ends.notify
+        ledger.watching = ends.finish_hooks
         self._token = trio.lowlevel.current_trio_token()
-        self._trio_thread = threading.get_ident()
+        self._intake = intake = Intake(
+            self,
+            name,
+            ledger,
+            barriers,
+            traits,
+            default_opts,
+            offload_opts,
+            inspect_fn=self._offloads_all or traits.may_block,
+            ordered=self._ordered,
+            push=self._start_machinery(),
+            offloads=self._offloads,
+            token=self._token,
+        )
+        self._timers = timers = TimerHeap(
+            self._nursery, name, ledger, intake.admit, intake.post_internal
+        )
+        intake.timers = timers
+        ledger.timer_dropped = timers.dropped
+        self._closing = closing = Closing(
+            ledger,
+            timers,
+            barriers,
+            fanout,
+            traits,
+            self._running_handles,
+            self._cancel_running,
+            self._stop_intake,
+            self._release_machinery,
+            lambda: self._env.closed(self),
+        )
         self._execution = Execution(ledger, self._env.limiter, self._call)
-        self._push = self._enqueue
-        self._start_machinery()
 
     def __repr__(self) -> str:
         state = ("open", "closing", "closed")[self._ledger.phase]
@@ -224,12 +179,12 @@ class TaskRunner(abc.ABC):
     # ------------------------------------------------------------ for subclasses
 
     @abc.abstractmethod
-    def _start_machinery(self) -> None:
-        """Start the task(s) that consume the queue, in ``self._nursery``."""
+    def _start_machinery(self) -> Callable[[TaskHandle[object]], None]:
+        """Start the task(s) that consume the queue, in ``self._nursery``.
 
-    @abc.abstractmethod
-    def _enqueue(self, handle: TaskHandle[object]) -> None:
-        """Queue a PENDING handle that is already counted in ``_pending``."""
+        Returns:
+            How to queue a PENDING handle that is already counted pending.
+        """
 
     @abc.abstractmethod
     def _stop_intake(self) -> None:
@@ -239,18 +194,30 @@ class TaskRunner(abc.ABC):
     def _running_handles(self) -> Iterable[TaskHandle[object]]:
         """The handles that are RUNNING now."""
 
+    def _offloads(
+        self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
+    ) -> bool:
+        """Whether ``fn`` runs in a worker thread (``may_block`` on a sync function).
+
+        A runner that cannot run ``fn`` raises `TypeError` naming ``what``.
+        """
+        return traits.may_block and not is_async_callable(fn)
+
     async def _call(self, handle: TaskHandle[object]) -> object:
         """Make one attempt of an offloaded task (overridden by thread runners)."""
         return await offload_call(self._env, self._token, handle)
 
     def _cancel_running(self, handle: TaskHandle[object]) -> bool:
-        """Cancel a RUNNING handle through its cancel scope."""
-        opts = handle._opts
-        if opts is not None and opts.offload:
-            return False  # a function in a thread runs to its end
-        handle._flags |= CANCEL_REQUESTED
-        handle._scope.cancel()
-        return True
+        """Cancel a RUNNING handle (a function in a thread runs to its end)."""
+        return self._ledger.stop_in_scope(handle)
+
+    def _release_machinery(self) -> None:
+        """Mark the machinery done; a subclass may first release what it holds."""
+        self._closing.machinery_done.set()
+
+    def _machinery_exited(self) -> None:
+        """Record that the consumers have all ended, however they ended."""
+        self._closing.machinery_exited()
 
     # ------------------------------------------------------------ properties
 
@@ -283,64 +250,6 @@ class TaskRunner(abc.ABC):
         return runner_var.get(None) is self
 
     # ------------------------------------------------------------ posting
-
-    def _options_for(
-        self,
-        fn: object,
-        args: tuple[object, ...],
-        traits: TaskTraits | None,
-        name: str | None,
-        retry: RetryPolicy | None,
-        timeout: float | None,
-        what: str = "fn",
-    ) -> TaskOptions | None:
-        # Every check of a post, made before anything is posted; ``what``
-        # names the function's argument in the messages.
-        if not callable(fn):
-            raise TypeError(f"{what} must be callable, not {fn!r}")
-        if traits is None and name is None and retry is None and timeout is None:
-            if self._offloads(fn, args, self._traits, what):
-                return self._offload_opts
-            return self._default_opts
-        if traits is None:
-            traits = self._traits
-        elif not isinstance(traits, TaskTraits):
-            raise TypeError(f"traits must be a TaskTraits, not {traits!r}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str, not {name!r}")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
-        offload = self._offloads(fn, args, traits, what)
-        base = self._offload_opts
-        return base.evolve(
-            traits=traits,
-            name=name,
-            retry=base.retry if retry is None else retry,
-            timeout=base.timeout if timeout is None else check_timeout(timeout),
-            offload=offload,
-        )
-
-    def _offloads(
-        self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
-    ) -> bool:
-        """Whether ``fn`` runs in a worker thread (``may_block`` on a sync function).
-
-        A runner that cannot run ``fn`` raises `TypeError` naming ``what``.
-        """
-        return traits.may_block and not is_async_callable(fn)
-
-    def _refuse(self) -> RunnerClosedError:
-        return RunnerClosedError(
-            f"runner {self._name!r} is closed; post to an open runner, or open a new "
-            "one with scheduler.open_sequenced_runner() and friends"
-        )
-
-    def _full(self) -> QueueFullError:
-        self._ledger.rejected += 1
-        return QueueFullError(
-            f"runner {self._name!r} already has max_pending={self._max_pending} tasks "
-            "waiting; use 'await runner.send_task(...)' to wait for room"
-        )
 
     @overload
     def post_task(
@@ -395,60 +304,36 @@ class TaskRunner(abc.ABC):
             TypeError: if ``fn`` is not callable or an option has the wrong type.
             ValueError: for a non-positive ``timeout``.
         """
+        # The hottest path after the consumers': it reads the intake's fields
+        # and queues on an open runner itself, as Intake.post_checked would
+        # (one Python call is a measurable part of a post).
+        intake = self._intake
         if (
             traits is None
             and name is None
             and retry is None
             and timeout is None
-            and not self._inspect_fn
+            and not intake.inspect_fn
             and callable(fn)
         ):
-            opts = self._default_opts
+            opts = intake.default_opts
         else:
-            opts = self._options_for(fn, args, traits, name, retry, timeout)
-        if threading.get_ident() != self._trio_thread:
-            return self._post_from_thread(fn, args, opts, None)
-        ledger = self._ledger
-        if ledger.phase:
-            return self._post_while_closing(fn, args, opts)
-        if self._max_pending is not None and ledger.pending >= self._max_pending:
-            raise self._full()
+            opts = intake.options_for(fn, args, traits, name, retry, timeout)
+        ledger = intake.ledger
+        if ledger.phase or _get_ident() != intake.trio_thread:
+            return intake.post_checked(fn, args, opts)
+        max_pending = ledger.max_pending
+        if max_pending is not None and ledger.pending >= max_pending:
+            raise intake.full()
+        task_id = next_id()
         handle: TaskHandle[object] = TaskHandle(
-            ledger, fn, args, next_id(), opts, self._now()
+            ledger, fn, args, task_id, opts, ledger.now()
         )
-        ledger.live[handle._id] = handle
+        ledger.live[task_id] = handle
         ledger.pending += 1
-        self._push(handle)
+        intake.push(handle)
         if opts is not None and opts.on_queued:
-            for hook in opts.on_queued:
-                try:
-                    hook(handle)
-                except Exception:
-                    hook_logger.exception("hook %r raised; the task goes on", hook)
-        return handle
-
-    def _post_checked(
-        self, fn: AnyCallable, args: tuple[object, ...], opts: TaskOptions | None
-    ) -> TaskHandle[object]:
-        """Post a task whose options were checked: `post_task` past its checks.
-
-        `post_task` keeps its own copy of these lines: it is the hottest path,
-        and one Python call is a measurable part of a post.
-        """
-        if threading.get_ident() != self._trio_thread:
-            return self._post_from_thread(fn, args, opts, None)
-        if self._ledger.phase:
-            return self._post_while_closing(fn, args, opts)
-        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
-            raise self._full()
-        handle: TaskHandle[object] = TaskHandle(
-            self._ledger, fn, args, next_id(), opts, self._now()
-        )
-        self._ledger.live[handle._id] = handle
-        self._ledger.pending += 1
-        self._push(handle)
-        if opts is not None and opts.on_queued:
-            self._fire_on_queued(handle, opts)
+            fire_on_queued(handle, opts)
         return handle
 
     @overload
@@ -476,119 +361,7 @@ class TaskRunner(abc.ABC):
             RunnerClosedError: if the runner is closed.
             TypeError: if one of ``fns`` is not callable; nothing is posted then.
         """
-        batch = list(fns)
-        options = [
-            self._options_for(fn, (), traits, None, None, None, "every item of fns")
-            for fn in batch
-        ]
-        if self._ledger.phase == CLOSED or (
-            self._ledger.phase and runner_var.get(None) is not self
-        ):
-            raise self._refuse()
-        if (
-            self._max_pending is not None
-            and self._ledger.pending + len(batch) > self._max_pending
-        ):
-            raise self._full()
-        return [
-            self._post_checked(fn, (), opts)
-            for fn, opts in zip(batch, options, strict=True)
-        ]
-
-    def _post_while_closing(
-        self,
-        fn: AnyCallable,
-        args: tuple[object, ...],
-        opts: TaskOptions | None,
-    ) -> TaskHandle[object]:
-        # During a graceful close only the runner's own tasks may post; what
-        # they post follows its shutdown behaviour at once.
-        if self._ledger.phase == CLOSED or runner_var.get(None) is not self:
-            raise self._refuse()
-        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
-            raise self._full()
-        handle: TaskHandle[object] = TaskHandle(
-            self._ledger, fn, args, next_id(), opts, self._now()
-        )
-        self._admit(handle)
-        return handle
-
-    def _admit(self, handle: TaskHandle[object]) -> None:
-        """Queue a new handle, honouring a close under way; no max_pending check."""
-        opts = handle._opts
-        traits = self._traits if opts is None else opts.traits
-        if self._ledger.phase and (
-            self._ledger.phase == CLOSED or traits.shutdown_behavior is not _BLOCK
-        ):
-            self._ledger.finish_unstarted(handle, _SKIPPED)
-            return
-        self._ledger.live[handle._id] = handle
-        self._ledger.pending += 1
-        self._push(handle)
-        if opts is not None and opts.on_queued:
-            self._fire_on_queued(handle, opts)
-
-    def _post_from_thread(
-        self,
-        fn: AnyCallable,
-        args: tuple[object, ...],
-        opts: TaskOptions | None,
-        delay: float | None,
-    ) -> TaskHandle[object]:
-        # Another OS thread (for example a task of a SingleThreadTaskRunner):
-        # make the handle here, and let the Trio thread admit it. ``delay`` is
-        # None for a task that is not delayed.
-        own = runner_var.get(None) is self
-        if self._ledger.phase == CLOSED or (self._ledger.phase and not own):
-            raise self._refuse()
-        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
-            raise self._full()
-        handle: TaskHandle[object] = TaskHandle(
-            self._ledger, fn, args, next_id(), opts, 0.0
-        )
-        handle._flags = WAITS_ADMISSION
-        self._token.run_sync_soon(self._admit_from_thread, handle, delay, own)
-        return handle
-
-    def _admit_from_thread(
-        self, handle: TaskHandle[object], delay: float | None, own: bool
-    ) -> None:
-        if handle._state is not _PENDING:  # cancelled before it got here
-            return
-        handle._flags = 0
-        if self._ledger.phase and not own:
-            self._ledger.finish_unstarted(handle, _SKIPPED)
-        elif delay is not None:
-            self._timers.delay(handle, delay)
-        else:
-            handle._queued_at = self._now()
-            self._admit(handle)
-
-    def _fire_on_queued(self, handle: TaskHandle[object], opts: TaskOptions) -> None:
-        for hook in opts.on_queued:
-            try:
-                hook(handle)
-            except Exception:
-                hook_logger.exception("hook %r raised; the task goes on", hook)
-
-    def _post_internal(
-        self,
-        fn: AnyCallable,
-        args: tuple[object, ...],
-        opts: TaskOptions | None,
-    ) -> TaskHandle[object] | None:
-        """Post a reply or a due run: never refused by ``max_pending``.
-
-        A closed runner drops it (returns None); a closing one applies the
-        shutdown behaviour of its traits.
-        """
-        if self._ledger.phase == CLOSED:
-            return None
-        handle: TaskHandle[object] = TaskHandle(
-            self._ledger, fn, args, next_id(), opts, self._now()
-        )
-        self._admit(handle)
-        return handle
+        return self._intake.post_batch(fns, traits)
 
     @overload
     async def send_task(
@@ -630,40 +403,9 @@ class TaskRunner(abc.ABC):
         Raises:
             RunnerClosedError: if the runner is closed, also while waiting.
         """
-        opts = self._options_for(fn, args, traits, name, retry, timeout)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        limit = self._max_pending
-        waiters = self._ledger.room_waiters
-        if (
-            limit is not None
-            and not self._ledger.phase
-            and (waiters or self._ledger.pending >= limit)
-        ):
-            await self._wait_room(limit)
-        handle = self._post_checked(fn, args, opts)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return handle
-
-    async def _wait_room(self, limit: int) -> None:
-        # Strict FIFO: only the first waiter may take room. A first waiter that
-        # is woken but beaten to the room by a post keeps its place at the
-        # head (a parking lot would requeue it at the back); a newcomer queues
-        # behind the waiters even when there is room.
-        waiters = self._ledger.room_waiters
-        waiter = RoomWaiter()
-        waiters.append(waiter)
-        try:
-            while not self._ledger.phase and (
-                waiters[0] is not waiter or self._ledger.pending >= limit
-            ):
-                await waiter.woken.wait()
-                waiter.woken = trio.Event()
-        finally:
-            waiters.remove(waiter)
-            # The next waiter looks at what room is left once this one has
-            # posted (no checkpoint comes between), or takes it if this one
-            # was cancelled.
-            self._ledger.wake_room()
+        intake = self._intake
+        opts = intake.options_for(fn, args, traits, name, retry, timeout)
+        return await intake.send(fn, args, opts)
 
     @overload
     async def run(
@@ -763,19 +505,7 @@ class TaskRunner(abc.ABC):
             ValueError: for a negative or NaN ``delay``.
             RunnerClosedError: if the runner is closed.
         """
-        seconds = check_duration("delay", delay)
-        opts = self._options_for(fn, args, traits, name, retry, timeout)
-        if threading.get_ident() != self._trio_thread:
-            return self._post_from_thread(fn, args, opts, seconds)
-        if self._ledger.phase and (
-            self._ledger.phase == CLOSED or runner_var.get(None) is not self
-        ):
-            raise self._refuse()
-        handle: TaskHandle[object] = TaskHandle(
-            self._ledger, fn, args, next_id(), opts, 0.0
-        )
-        self._timers.delay(handle, seconds)
-        return handle
+        return self._intake.post_delayed(fn, args, delay, traits, name, retry, timeout)
 
     def post_repeating_task(
         self,
@@ -821,39 +551,18 @@ class TaskRunner(abc.ABC):
                 ``initial_delay``.
             RunnerClosedError: if the runner is closed.
         """
-        period = check_duration("interval", interval, allow_zero=False)
-        if math.isinf(period):
-            raise ValueError(
-                "interval must be finite; use post_delayed_task for a single run"
-            )
-        first = check_duration("initial_delay", initial_delay)
-        if not isinstance(mode, RepeatMode):
-            raise TypeError(f"mode must be a RepeatMode, not {mode!r}")
-        if not isinstance(missed, MissedTicks):
-            raise TypeError(f"missed must be a MissedTicks, not {missed!r}")
-        opts = self._options_for(fn, args, traits, name or describe(fn), retry, timeout)
-        if threading.get_ident() != self._trio_thread:
-            raise RuntimeError(
-                "post_repeating_task must be called from the Trio thread; use "
-                "trio.from_thread.run_sync(runner.post_repeating_task, ...)"
-            )
-        own = runner_var.get(None) is self
-        if self._ledger.phase == CLOSED or (self._ledger.phase and not own):
-            raise self._refuse()
-        anchor = trio.current_time() + first
-        repeating = RepeatingHandle(
-            self._timers, fn, args, opts, period, mode, missed, anchor
+        return self._intake.post_repeating(
+            fn,
+            args,
+            interval,
+            initial_delay,
+            mode,
+            missed,
+            traits,
+            name,
+            retry,
+            timeout,
         )
-        # Its runs count themselves as they start (on the Trio thread, wherever
-        # they run), and call the user's function itself: a process runner
-        # must be able to pickle it.
-        assert opts is not None
-        repeating._opts = opts.with_start_hook(repeating._count_run)
-        if self._ledger.phase:
-            repeating._stopped = True
-        else:
-            self._timers.add_repeating(repeating, anchor)
-        return repeating
 
     def post_task_and_reply(
         self,
@@ -875,11 +584,9 @@ class TaskRunner(abc.ABC):
             NoCurrentRunnerError: without ``reply_runner``, outside any runner.
         """
         target = self._reply_runner(reply_runner)
-        opts = self._options_for(task, (), None, None, None, None, "task")
-        reply_opts = target._options_for(reply, (), None, None, None, None, "reply")
-        handle = self._post_checked(task, (), opts)
-        self._when_done(handle, lambda _: target._post_internal(reply, (), reply_opts))
-        return handle
+        return self._intake.post_with_reply(
+            task, reply, target._intake, with_result=False
+        )
 
     def post_task_and_reply_with_result(
         self,
@@ -898,24 +605,9 @@ class TaskRunner(abc.ABC):
             The `TaskHandle` of ``task``.
         """
         target = self._reply_runner(reply_runner)
-        opts = self._options_for(task, (), None, None, None, None, "task")
-        reply_opts = target._options_for(reply, (), None, None, None, None, "reply")
-        handle: TaskHandle[T] = self._post_checked(task, (), opts)  # type: ignore[assignment]  # task is sync or async: either way its handle gives a T
-        self._when_done(
-            handle,
-            lambda done: target._post_internal(reply, (done.outcome,), reply_opts),
+        return self._intake.post_with_reply(  # type: ignore[return-value]  # task is sync or async: either way its handle gives a T
+            task, reply, target._intake, with_result=True
         )
-        return handle
-
-    def _when_done(
-        self, handle: TaskHandle[T], callback: Callable[[TaskHandle[T]], object]
-    ) -> None:
-        # Handles belong to the Trio thread: from another thread, ship the call
-        # there (after the handle's own admission, which was shipped first).
-        if threading.get_ident() == self._trio_thread:
-            handle.add_done_callback(callback)
-        else:
-            self._token.run_sync_soon(handle.add_done_callback, callback)
 
     def _reply_runner(self, reply_runner: TaskRunner | None) -> TaskRunner:
         if reply_runner is None:
@@ -926,58 +618,6 @@ class TaskRunner(abc.ABC):
             raise TypeError(f"reply_runner must be a TaskRunner, not {reply_runner!r}")
         return reply_runner
 
-    # ------------------------------------------------------------ task ends
-
-    def _report_error(self, handle: TaskHandle[object], error: BaseException) -> None:
-        try:
-            self._on_error(handle, error)
-        except Exception:
-            log_task_error(handle, error)
-
-    def _notify(self, handle: TaskHandle[object]) -> None:
-        waiters = handle._waiters
-        if waiters is not None:
-            handle._waiters = None
-            for callback in waiters:
-                call_done_callback(callback, handle)
-        opts = handle._opts
-        subscriptions = self._fanout.subscriptions
-        if subscriptions or (opts is not None and opts.on_finish):
-            # The task's name (handle.name), with the last function's name
-            # cached: a runner mostly runs a few functions, and describing one
-            # costs a microsecond.
-            if opts is not None and opts.name is not None:
-                name = opts.name
-            elif handle._fn is self._named_fn:
-                name = self._named
-            else:
-                self._named_fn = handle._fn
-                self._named = name = describe(handle._fn)
-            result = result_of(handle, name)
-            if opts is not None:
-                for hook in opts.on_finish:
-                    try:
-                        hook(handle, result)
-                    except Exception:
-                        hook_logger.exception("hook %r raised; the task goes on", hook)
-            if subscriptions:
-                self._fanout.publish(result, in_consumer=self._in_consumer())
-        barriers = self._barriers
-        if barriers.barriers:
-            barriers.advance(handle._id)
-        if barriers.idle_event is not None:
-            ledger = self._ledger
-            if not ledger.pending and not ledger.running:
-                barriers.note_idle()
-
-    def _update_watching(self) -> None:
-        self._ledger.watching = bool(
-            self._finish_hooks
-            or self._barriers.idle_event is not None
-            or self._barriers.barriers
-            or self._fanout.subscriptions
-        )
-
     # ------------------------------------------------------------ cancellation
 
     def cancel(self, task_id: int) -> bool:
@@ -987,24 +627,14 @@ class TaskRunner(abc.ABC):
             False for an unknown or finished id, or a task in a thread that cannot
             be interrupted; True otherwise.
         """
-        handle = self._ledger.live.get(task_id)
-        if handle is None:
-            handle = self._timers.find(task_id)
-            if handle is None:
-                return False
-        return self._ledger.cancel(handle)
+        return self._closing.cancel(task_id)
 
     def cancel_all(self) -> None:
         """Cancel every pending, running and not-yet-due task; stop repeating ones.
 
         The runner stays open: tasks posted afterwards run as usual.
         """
-        self._timers.clear(_CANCELLED)
-        ledger = self._ledger
-        for handle in [h for h in ledger.live.values() if h._state is _PENDING]:
-            ledger.cancel(handle)
-        for handle in list(self._running_handles()):
-            self._cancel_running(handle)
+        self._closing.cancel_all()
 
     # ------------------------------------------------------------ waiting
 
@@ -1020,11 +650,7 @@ class TaskRunner(abc.ABC):
                 runner: the caller is itself running, so the runner is never
                 idle while it waits.
         """
-        self._refuse_own_wait("wait_idle")
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while self._ledger.pending or self._ledger.running:
-            await self._barriers.idle_wait()
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        await self._barriers.wait_idle()
 
     async def flush(self) -> None:
         """Wait until every task posted before the call has ended. A checkpoint.
@@ -1041,32 +667,7 @@ class TaskRunner(abc.ABC):
                 either. Use `flush_soon` there, which waits without blocking
                 the task.
         """
-        self._refuse_own_wait("flush")
-        await trio.lowlevel.checkpoint_if_cancelled()
-        barrier = self._barriers.add(None)
-        if barrier is None:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        try:
-            await barrier.event.wait()
-        finally:
-            self._barriers.discard(barrier)
-
-    def _refuse_own_wait(self, method: str) -> None:
-        # A task of this runner waiting for the runner to be idle, flushed or
-        # closed waits for itself (it is one of the tasks waited for), forever.
-        if runner_var.get(None) is not self:
-            return
-        if method == "aclose":
-            advice = "call runner.shutdown() or close it from outside"
-        elif method == "flush":
-            advice = "use runner.flush_soon(callback) or wait from outside the runner"
-        else:
-            advice = "wait from outside the runner"
-        raise RuntimeError(
-            f"a task of runner {self._name!r} cannot wait for the runner "
-            f"{_OWN_WAITS[method]} (it would wait for itself); {advice}"
-        )
+        await self._barriers.flush()
 
     def flush_soon(
         self, callback: Callable[[*ArgsT], object], *args: *ArgsT
@@ -1089,28 +690,7 @@ class TaskRunner(abc.ABC):
             TypeError: if ``callback`` is not callable, or not a function this
                 runner can run.
         """
-        if threading.get_ident() != self._trio_thread:
-            raise RuntimeError("flush_soon must be called from the Trio thread")
-        opts = self._options_for(callback, args, None, None, None, None, "callback")
-        if self._ledger.phase and (
-            self._ledger.phase == CLOSED or runner_var.get(None) is not self
-        ):
-            raise self._refuse()
-        if self._max_pending is not None and self._ledger.pending >= self._max_pending:
-            raise self._full()
-        handle: TaskHandle[object] = TaskHandle(
-            self._ledger, callback, args, next_id(), opts, self._now()
-        )
-        if self._ordered or self._barriers.add(handle) is None:
-            self._admit(handle)  # a sequence's FIFO is the barrier
-            return handle
-        # Live and pending from now on, queued when its barrier clears.
-        handle._flags = WAITS_BARRIER
-        self._ledger.live[handle._id] = handle
-        self._ledger.pending += 1
-        if opts is not None and opts.on_queued:
-            self._fire_on_queued(handle, opts)
-        return handle
+        return self._intake.post_flush_soon(callback, args)
 
     # ------------------------------------------------------------ closing
 
@@ -1122,16 +702,7 @@ class TaskRunner(abc.ABC):
         checkpoint; `aclose` afterwards waits for the runner's machinery to end.
         Idempotent.
         """
-        if self._ledger.phase == CLOSED:
-            return
-        self._ledger.phase = CLOSED
-        self._timers.clear(_SKIPPED)
-        self._skip_pending(everything=True)
-        for handle in list(self._running_handles()):
-            self._cancel_running(handle)
-        self._barriers.release()
-        self._ledger.wake_all_room()
-        self._stop_intake()
+        self._closing.shutdown()
 
     async def aclose(self, *, grace_period: float | None = None) -> None:
         """Close gracefully, applying each task's shutdown behaviour.
@@ -1152,70 +723,7 @@ class TaskRunner(abc.ABC):
             RuntimeError: when called from one of the runner's own tasks, which
                 would wait for itself; use `shutdown` there.
         """
-        grace = (
-            math.inf
-            if grace_period is None
-            else check_duration("grace_period", grace_period)
-        )
-        self._refuse_own_wait("aclose")
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            if self._ledger.phase == OPEN:
-                self._begin_close()
-            if self._ledger.phase == CLOSING:
-                with trio.move_on_after(grace):
-                    while self._ledger.pending or self._ledger.running:
-                        await self._barriers.idle_wait()
-                if self._ledger.phase == CLOSING and not (
-                    self._ledger.pending or self._ledger.running
-                ):
-                    self._ledger.phase = CLOSED
-                    self._barriers.release()
-                    self._stop_intake()
-                else:
-                    self.shutdown()
-            await self._machinery_done.wait()
-        except BaseException:
-            self.shutdown()
-            raise
-
-    def _begin_close(self) -> None:
-        self._ledger.phase = CLOSING
-        self._timers.clear(_SKIPPED)
-        self._skip_pending(everything=False)
-        for handle in list(self._running_handles()):
-            opts = handle._opts
-            traits = self._traits if opts is None else opts.traits
-            if traits.shutdown_behavior is _CONTINUE:
-                self._cancel_running(handle)
-        self._ledger.wake_all_room()
-
-    def _skip_pending(self, *, everything: bool) -> None:
-        for handle in [h for h in self._ledger.live.values() if h._state is _PENDING]:
-            opts = handle._opts
-            traits = self._traits if opts is None else opts.traits
-            if everything or traits.shutdown_behavior is not _BLOCK:
-                del self._ledger.live[handle._id]
-                self._ledger.pending -= 1
-                self._ledger.finish_unstarted(handle, _SKIPPED)
-
-    def _release_machinery(self) -> None:
-        """Mark the machinery done; a subclass may first release what it holds."""
-        self._machinery_done.set()
-
-    def _machinery_exited(self) -> None:
-        """Record that the consumers have all ended, however they ended."""
-        if self._ledger.phase != CLOSED:
-            # Cancelled from outside (the nursery is going away): nothing runs again.
-            self._ledger.phase = CLOSED
-            self._barriers.release()
-        self._timers.clear(_SKIPPED)
-        self._skip_pending(everything=True)
-        self._ledger.wake_all_room()
-        self._release_machinery()
-        self._barriers.wake_idle_waiters()
-        self._fanout.wake()
-        self._env.closed(self)
+        await self._closing.aclose(grace_period)
 
     # ------------------------------------------------------------ results, metrics
 
@@ -1236,22 +744,7 @@ class TaskRunner(abc.ABC):
         Returns:
             The subscription, an async context manager and async iterator.
         """
-        size = check_optional_count("buffer", buffer)
-        if size is None:
-            raise TypeError("buffer must be a positive int")
-        if not isinstance(policy, DropPolicy):
-            raise TypeError(f"policy must be a DropPolicy, not {policy!r}")
-        return self._fanout.subscribe(size, policy)
-
-    def _is_fully_closed(self) -> bool:
-        return self._ledger.phase == CLOSED and self._machinery_done.is_set()
-
-    def _in_consumer(self) -> bool:
-        # Whether the caller is one of the runner's consumers, which can wait for
-        # a BLOCK subscriber before going on.
-        return (
-            runner_var.get(None) is self and threading.get_ident() == self._trio_thread
-        )
+        return self._fanout.subscribe(buffer, policy)
 
     def statistics(self) -> RunnerStatistics:
         """Return a cheap snapshot of the runner's task counts."""

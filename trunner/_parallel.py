@@ -20,7 +20,7 @@ from ._runner._ledger import CLOSED
 from ._traits import Priority, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from ._handle import TaskHandle
 
@@ -60,7 +60,7 @@ class WorkerPoolRunner(TaskRunner):
         """How many tasks may run at once."""
         return self._max_concurrency
 
-    def _start_machinery(self) -> None:
+    def _start_machinery(self) -> Callable[[TaskHandle[object]], None]:
         self._capacity = trio.CapacityLimiter(self._max_concurrency)
         self._queues = (deque(), deque(), deque())
         self._by_priority = {
@@ -68,6 +68,7 @@ class WorkerPoolRunner(TaskRunner):
             Priority.USER_VISIBLE: self._queues[1],
             Priority.BEST_EFFORT: self._queues[2],
         }
+        return self._enqueue
 
     def _enqueue(self, handle: TaskHandle[object]) -> None:
         opts = handle._opts

@@ -7,16 +7,17 @@
 from __future__ import annotations
 
 import pickle
-from typing import TYPE_CHECKING, Final, Protocol, final
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol, final
 
 import attrs
 import trio
 
-from ._handle import CANCEL_REQUESTED
 from ._options import is_async_callable
 from ._parallel import WorkerPoolRunner
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._handle import TaskHandle
     from ._traits import TaskTraits
     from ._util import AnyCallable
@@ -75,13 +76,14 @@ class ProcessTaskRunner(WorkerPoolRunner):
         """How many worker processes may run tasks at once."""
         return self._max_concurrency
 
-    def _start_machinery(self) -> None:
+    _offloads_all: ClassVar[bool] = True
+
+    def _start_machinery(self) -> Callable[[TaskHandle[object]], None]:
         _import_trio_parallel()
-        super()._start_machinery()
-        self._inspect_fn = True
-        self._default_opts = self._offload_opts
+        push = super()._start_machinery()
         self._processes = trio.CapacityLimiter(self._max_concurrency)
         self._nursery.start_soon(self._host, name=f"{self._name}-processes")
+        return push
 
     def _offloads(
         self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
@@ -106,7 +108,6 @@ class ProcessTaskRunner(WorkerPoolRunner):
         # holds open until the runner's workers have all ended.
         import trio_parallel  # pyright: ignore[reportMissingTypeStubs]  # no type information
 
-        scheduler = self._scheduler
         holding_clock = False
         try:
             async with trio_parallel.open_worker_context(  # pyright: ignore[reportUnknownMemberType]  # untyped
@@ -117,13 +118,13 @@ class ProcessTaskRunner(WorkerPoolRunner):
                 await self._workers_done.wait()
                 # Shutting the processes down takes real time: hold a virtual
                 # clock still meanwhile, as for any thread or process call.
-                scheduler._thread_call_started()
+                self._env.thread_call_started()
                 holding_clock = True
         finally:
             if holding_clock:
-                scheduler._thread_call_ended()
+                self._env.thread_call_ended()
             self._context = None
-            self._machinery_done.set()
+            self._closing.machinery_done.set()
 
     def _release_machinery(self) -> None:
         # The host task shuts the processes down, then marks the machinery done.
@@ -134,17 +135,14 @@ class ProcessTaskRunner(WorkerPoolRunner):
         context = self._context
         if context is None:  # pragma: no cover - the host ends after the workers
             raise trio.ClosedResourceError("the runner's worker processes are gone")
-        scheduler = self._scheduler
-        scheduler._thread_call_started()
+        self._env.thread_call_started()
         try:
             return await context.run_sync(
                 handle._fn, *handle._args, kill_on_cancel=True, limiter=self._processes
             )
         finally:
-            scheduler._thread_call_ended()
+            self._env.thread_call_ended()
 
     def _cancel_running(self, handle: TaskHandle[object]) -> bool:
         # Unlike a thread, a worker process can be stopped: it is killed.
-        handle._flags |= CANCEL_REQUESTED
-        handle._scope.cancel()
-        return True
+        return self._ledger.stop_in_scope(handle, offloaded_too=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, ClassVar, Final, final
 
 import attrs
 import outcome
@@ -21,6 +21,8 @@ from ._sequenced import ChannelRunner
 from ._util import AnyCallable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._handle import TaskHandle
     from ._traits import TaskTraits
 
@@ -67,14 +69,14 @@ class SingleThreadTaskRunner(ChannelRunner):
     )
     _thread: threading.Thread = attrs.field(init=False)
 
-    def _start_machinery(self) -> None:
-        self._inspect_fn = True
-        self._default_opts = self._offload_opts
+    _offloads_all: ClassVar[bool] = True
+
+    def _start_machinery(self) -> Callable[[TaskHandle[object]], None]:
         self._thread = threading.Thread(
             target=self._thread_main, name=f"trunner:{self._name}", daemon=True
         )
         self._thread.start()
-        super()._start_machinery()
+        return super()._start_machinery()
 
     @property
     def thread(self) -> threading.Thread:

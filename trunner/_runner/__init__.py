@@ -3,13 +3,19 @@
 Like trio's ``Runner``, which holds its ``Deadlines``, ``Instruments`` and
 ``EntryQueue`` as objects, a runner holds one object per concern:
 
+- ``_intake``: the checks of every kind of post, the refusals (closed,
+  full), and the admission of a handle, also from other threads (`Intake`);
 - ``_ledger``: the task counters, the live tasks, the duration samples and
   rates, and the start and end of each task (`Ledger`);
+- ``_ends``: who hears of a task's end: done callbacks, ``on_finish`` hooks,
+  subscribers, barriers, idle waiters (`TaskEnds`);
 - ``_timers``: the heap of delayed and repeating tasks and the one timer task
   that serves it (`TimerHeap`);
 - ``_barriers``: flushes and idle waits (`Barriers`);
 - ``_fanout``: the result subscriptions and what BLOCK subscribers had no room
   for (`ResultFanout`);
+- ``_closing``: the graceful close, the shutdown, cancelling every task, and
+  what is settled once the consumers have ended (`Closing`);
 - ``_environment``: what the scheduler hands each runner: its slot limiter,
   thread-call accounting, hooks, and the close notification
   (`RunnerEnvironment`).

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
+from .._context import runner_var
 from .._traits import TaskState
 
 if TYPE_CHECKING:
@@ -28,6 +29,20 @@ if TYPE_CHECKING:
 
 _PENDING: Final = TaskState.PENDING
 _SKIPPED: Final = TaskState.SKIPPED
+
+# What each wait waits for, as named in the error from a task of the runner,
+# and what to do instead.
+_OWN_WAITS: Final = {
+    "aclose": (
+        "to close",
+        "call runner.shutdown() or close it from outside",
+    ),
+    "flush": (
+        "to flush",
+        "use runner.flush_soon(callback) or wait from outside the runner",
+    ),
+    "wait_idle": ("to be idle", "wait from outside the runner"),
+}
 
 
 @attrs.define(eq=False)
@@ -103,6 +118,43 @@ class Barriers:
                 del ledger.live[callback._id]
                 ledger.pending -= 1
                 ledger.finish_unstarted(callback, _SKIPPED)
+
+    def refuse_own_wait(self, method: str) -> None:
+        """Refuse a wait (``method``) of the runner from one of its own tasks.
+
+        A task of the runner waiting for the runner to be idle, flushed or
+        closed waits for itself (it is one of the tasks waited for), forever.
+        """
+        runner = self.ledger.runner
+        if runner_var.get(None) is not runner:
+            return
+        what, advice = _OWN_WAITS[method]
+        raise RuntimeError(
+            f"a task of runner {runner.name!r} cannot wait for the runner {what} "
+            f"(it would wait for itself); {advice}"
+        )
+
+    async def wait_idle(self) -> None:
+        """Be `TaskRunner.wait_idle`: wait until no task is pending or running."""
+        self.refuse_own_wait("wait_idle")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        ledger = self.ledger
+        while ledger.pending or ledger.running:
+            await self.idle_wait()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def flush(self) -> None:
+        """Be `TaskRunner.flush`: wait for the tasks unfinished now."""
+        self.refuse_own_wait("flush")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        barrier = self.add(None)
+        if barrier is None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        try:
+            await barrier.event.wait()
+        finally:
+            self.discard(barrier)
 
     async def idle_wait(self) -> None:
         """Wait for the next moment the runner is idle (or has closed)."""

@@ -21,6 +21,7 @@ import attrs
 
 from .._results import DropPolicy, ResultSubscription, TaskResult
 from .._traits import TaskState
+from .._util import check_optional_count
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,9 +88,14 @@ class ResultFanout:
     dropped: int = 0
 
     def subscribe(self, buffer: int, policy: DropPolicy) -> ResultSubscription:
-        """Add and return a subscription (arguments already checked)."""
+        """Be `TaskRunner.subscribe_results`: check, add and return a subscription."""
+        size = check_optional_count("buffer", buffer)
+        if size is None:
+            raise TypeError("buffer must be a positive int")
+        if not isinstance(policy, DropPolicy):
+            raise TypeError(f"policy must be a DropPolicy, not {policy!r}")
         subscription = ResultSubscription(
-            buffer,
+            size,
             policy,
             unsubscribe=self.unsubscribe,
             count_dropped=self.count_dropped,

@@ -28,6 +28,7 @@ from .._handle import (
     TaskHandle,
 )
 from .._metrics import DurationRecorder, RateMeter, RunnerMetrics
+from .._options import log_task_error
 from .._traits import TaskState
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class RoomWaiter:
     woken: trio.Event = attrs.field(factory=trio.Event)
 
 
-def _no_timer(_: object = None) -> None:
+def _not_yet(_: object = None) -> None:
     """Placeholder for a callback the runner sets once its parts exist."""
 
 
@@ -84,11 +85,9 @@ class Ledger:
     runner: TaskRunner
     now: Callable[[], float]
     max_pending: int | None
-    # Callbacks of the runner: its on_error, what hears of a task's end
-    # (waiters, hooks, subscribers, barriers, idle waits), and how to cancel a
-    # running task (each kind of runner has its own way).
-    report_error: Callable[[TaskHandle[object], BaseException], None]
-    notify: Callable[[TaskHandle[object]], None]
+    # The runner's on_error (``on_error=``, or log the error), and how to
+    # cancel a running task (each kind of runner has its own way).
+    on_error: Callable[[TaskHandle[object], BaseException], object]
     cancel_running: Callable[[TaskHandle[object]], bool]
     rates: RateMeter
     # Tasks queued or running, by id. Delayed tasks live in the timer heap.
@@ -97,9 +96,12 @@ class Ledger:
     )
     # send_task callers waiting for room, in arrival order.
     room_waiters: deque[RoomWaiter] = attrs.field(factory=deque[RoomWaiter])
-    # The timer heap's count of entries that will never fire (a cancelled
-    # delayed task); set by the runner once its timer heap exists.
-    timer_dropped: Callable[[], None] = _no_timer
+    # What hears of a task's end (waiters, hooks, subscribers, barriers, idle
+    # waits: `TaskEnds.notify`), and the timer heap's count of entries that
+    # will never fire (a cancelled delayed task); set by the runner once those
+    # parts exist.
+    notify: Callable[[TaskHandle[object]], None] = _not_yet
+    timer_dropped: Callable[[], None] = _not_yet
     # OPEN, CLOSING or CLOSED; false only while open.
     phase: int = OPEN
     pending: int = 0
@@ -157,6 +159,13 @@ class Ledger:
             self.notify(handle)
         return now
 
+    def report_error(self, handle: TaskHandle[object], error: BaseException) -> None:
+        """Hand the error of a failed task to ``on_error``; log what that raises."""
+        try:
+            self.on_error(handle, error)
+        except Exception:
+            log_task_error(handle, error)
+
     def finish_unstarted(self, handle: TaskHandle[object], state: TaskState) -> None:
         """End a handle that never started (queued, delayed or new)."""
         what = "cancelled" if state is _CANCELLED else "skipped"
@@ -192,6 +201,21 @@ class Ledger:
         if state is _RUNNING:
             return self.cancel_running(handle)
         return False
+
+    def stop_in_scope(
+        self, handle: TaskHandle[object], *, offloaded_too: bool = False
+    ) -> bool:
+        """Cancel a RUNNING handle through the cancel scope its consumer runs it in.
+
+        A function offloaded to a thread cannot be interrupted: it runs to its
+        end (False), unless ``offloaded_too`` (a worker process can be killed).
+        """
+        opts = handle._opts
+        if not offloaded_too and opts is not None and opts.offload:
+            return False
+        handle._flags |= CANCEL_REQUESTED
+        handle._scope.cancel()
+        return True
 
     def wake_room(self) -> None:
         """Let the first `TaskRunner.send_task` waiter look for room again."""
