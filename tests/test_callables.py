@@ -17,9 +17,9 @@ import trunner
 from trunner import TaskHooks
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
-    from trunner import TaskHandle
+    from trunner import TaskHandle, TaskRunner
 
 
 async def async_hook(task: TaskHandle[object]) -> None:
@@ -147,3 +147,93 @@ async def test_pool_callables_are_checked() -> None:
     ) as pool:
         assert await pool.queue_task(lambda resource: 3) == 3
     assert len(destroyed) == 1
+
+
+async def async_generator_task() -> AsyncIterator[int]:
+    yield 1
+
+
+def generator_task() -> Iterator[int]:
+    yield 1
+
+
+async def async_generator_of_resource(resource: object) -> AsyncIterator[object]:
+    yield resource
+
+
+async def noop() -> None:
+    pass
+
+
+async def assert_every_post_refuses(
+    runner: TaskRunner, fn: Callable[[], object]
+) -> None:
+    refused = r"must be a plain or async function; the (async )?generator function"
+    # A function posted fine just before is no shortcut past the check.
+    runner.post_task(noop)
+    posts: list[tuple[Callable[[], object], str]] = [
+        (lambda: runner.post_task(fn), "fn"),
+        (lambda: runner.post_task(fn, traits=trunner.TaskTraits()), "fn"),
+        (lambda: runner.post_tasks([noop, fn]), "every item of fns"),
+        (lambda: runner.post_delayed_task(fn, delay=1), "fn"),
+        (lambda: runner.post_repeating_task(fn, interval=1), "fn"),
+        (lambda: runner.post_task_and_reply(fn, print, runner), "task"),
+        (lambda: runner.post_task_and_reply(print, fn, runner), "reply"),
+        (lambda: runner.flush_soon(fn), "callback"),
+    ]
+    for post, what in posts:
+        with pytest.raises(TypeError, match=rf"^{what} {refused}"):
+            post()
+    with pytest.raises(TypeError, match=rf"^fn {refused}"):
+        await runner.send_task(fn)
+    with pytest.raises(TypeError, match=rf"^fn {refused}"):
+        await runner.run(fn)
+    await runner.wait_idle()
+    assert runner.statistics().succeeded == 1  # noop only
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [async_generator_task, generator_task, functools.partial(async_generator_task)],
+    ids=["async-generator", "generator", "partial"],
+)
+async def test_posts_refuse_generator_functions_naming_the_argument(
+    fn: Callable[[], object],
+) -> None:
+    # A generator function posted as a task ran none of its code: its task
+    # "succeeded" with the generator object as its result.
+    async with (
+        trunner.open_scheduler() as scheduler,
+        scheduler.open_sequenced_runner() as sequenced,
+        scheduler.open_parallel_runner(max_concurrency=2) as parallel,
+    ):
+        await assert_every_post_refuses(sequenced, fn)
+        await assert_every_post_refuses(parallel, fn)
+
+
+async def test_a_function_that_returns_a_generator_is_a_task() -> None:
+    async with (
+        trunner.open_scheduler() as scheduler,
+        scheduler.open_sequenced_runner() as runner,
+    ):
+        made = await runner.run(lambda: generator_task())
+        assert list(made) == [1]
+
+
+async def test_thread_runner_refuses_generator_functions() -> None:
+    async with (
+        trunner.open_scheduler() as scheduler,
+        scheduler.open_thread_runner() as runner,
+    ):
+        for fn in (generator_task, async_generator_task):
+            with pytest.raises(TypeError, match=r"^fn must be a plain or async"):
+                runner.post_task(fn)
+
+
+async def test_pool_tasks_refuse_generator_functions() -> None:
+    async with trunner.open_resource_pool(object, print) as pool:
+        with pytest.raises(TypeError, match=r"fn must be a plain or async function"):
+            await pool.queue_task(async_generator_of_resource)
+        with pytest.raises(TypeError, match=r"fn must be a plain or async function"):
+            await pool.run_task(async_generator_of_resource)
+        assert await pool.queue_task(lambda resource: 3) == 3

@@ -301,20 +301,22 @@ class TaskRunner(abc.ABC):
             RunnerClosedError: if the runner is closed (a task of the runner
                 may still post while a graceful `aclose` is under way).
             QueueFullError: if ``max_pending`` tasks are already waiting.
-            TypeError: if ``fn`` is not callable or an option has the wrong type.
+            TypeError: if ``fn`` is not callable, is a generator or async
+                generator function (which would run none of its code), or an
+                option has the wrong type.
             ValueError: for a non-positive ``timeout``.
         """
         # The hottest path after the consumers': it reads the intake's fields
         # and queues on an open runner itself, as Intake.post_checked would
-        # (one Python call is a measurable part of a post).
+        # (one Python call is a measurable part of a post). The function
+        # posted last without options was checked then: it is not again.
         intake = self._intake
         if (
-            traits is None
+            fn is intake.checked_fn
+            and traits is None
             and name is None
             and retry is None
             and timeout is None
-            and not intake.inspect_fn
-            and callable(fn)
         ):
             opts = intake.default_opts
         else:

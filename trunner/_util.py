@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import sys
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar, cast
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 AnyCallable: TypeAlias = Callable[..., object]  # type: ignore[explicit-any]  # erased on purpose, see above
 
 _REAL: Final = (int, float)
+#: The flags of the code of a generator function or an async generator function.
+_GENERATOR_FLAGS: Final = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 T = TypeVar("T")
 
@@ -174,9 +177,14 @@ def is_async_callable(fn: object) -> bool:
 def is_generator_callable(fn: object) -> bool:
     """Return whether ``fn`` is a generator or async generator function.
 
-    Calling one runs none of its code: it only makes a generator.
+    Calling one runs none of its code: it only makes a generator. Cheap for
+    functions, lambdas, methods and partials of them (a flag of their code):
+    every post asks it of a function it has not seen just before.
     """
     fn = _unwrap_partial(fn)
+    code = getattr(fn, "__code__", None)  # a function's, or a bound method's
+    if isinstance(code, types.CodeType):
+        return bool(code.co_flags & _GENERATOR_FLAGS)
     if not isinstance(fn, type):
         call = getattr(fn, "__call__", None)  # noqa: B004  # the object's own __call__
         if not inspect.isfunction(fn) and not inspect.ismethod(fn) and call is not None:
@@ -210,7 +218,31 @@ def _check_arity(name: str, value: object, call: str) -> None:
 def _kind(fn: object) -> str:
     if is_async_callable(fn):
         return "async function"
-    return "generator function" if is_generator_callable(fn) else "function"
+    if not is_generator_callable(fn):
+        return "function"
+    if inspect.isasyncgenfunction(_unwrap_partial(fn)):
+        return "async generator function"
+    return "generator function"
+
+
+def refuse_generator(name: str, value: object, call: str = "") -> None:
+    """Refuse a generator or async generator function given where a function runs.
+
+    Calling one runs none of its code, it only makes a generator: a task or a
+    callback that is one would "succeed" having done nothing.
+
+    Raises:
+        TypeError: naming ``name`` (and showing ``call`` if given), when
+            ``value`` is a generator or async generator function.
+    """
+    if is_generator_callable(value):
+        kind = _kind(value)
+        made = "an async generator" if kind.startswith("async") else "a generator"
+        raise TypeError(
+            f"{name} must be a plain or async function{', ' if call else ''}{call}; "
+            f"the {kind} {describe(value)!r} would only make {made} and run none "
+            "of its code"
+        )
 
 
 def check_plain_callable(name: str, value: object, call: str) -> None:
@@ -248,12 +280,7 @@ def check_sync_or_async_callable(name: str, value: object, call: str) -> None:
     """
     if not callable(value):
         raise TypeError(f"{name} must be callable as {call}, not {value!r}")
-    if is_generator_callable(value):
-        raise TypeError(
-            f"{name} must be a plain or async function, {call}; the generator "
-            f"function {describe(value)!r} would only make a generator and run none "
-            "of its code"
-        )
+    refuse_generator(name, value, call)
     _check_arity(name, value, call)
 
 

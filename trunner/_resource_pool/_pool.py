@@ -20,6 +20,7 @@ import trio
 
 from .._errors import PoolClosedError, TaskCancelledError, TrunnerError
 from .._metrics import RunnerMetrics
+from .._util import refuse_generator
 from ._burst import BurstScaler
 from ._handoff import Handoff
 from ._records import (
@@ -70,6 +71,7 @@ def _check_call(method: str, fn: object, *, priority: bool = False, once: bool) 
         raise TypeError(
             f"{method}(): fn must be callable as fn(resource, *args), not {fn!r}"
         )
+    refuse_generator(f"{method}(): fn", fn, "fn(resource, *args)")
     for name, value in (("priority", priority), ("once", once)):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, not {value!r}")

@@ -38,7 +38,7 @@ from .._options import TaskOptions, check_timeout
 from .._ratelimit import TokenBucket
 from .._retry import RetryPolicy
 from .._traits import MissedTicks, RepeatMode, ShutdownBehavior, TaskState, TaskTraits
-from .._util import check_duration, describe
+from .._util import check_duration, describe, refuse_generator
 from ._ledger import CLOSED, RoomWaiter
 
 if TYPE_CHECKING:
@@ -130,6 +130,10 @@ class Intake:
     token: trio.lowlevel.TrioToken
     #: Set by the runner once its timer heap, which admits through here, exists.
     timers: TimerHeap = attrs.field(init=False)
+    #: The last function that passed the checks of a post without options,
+    #: on a runner that does not look at each function (a fresh object that no
+    #: caller holds until then). Held until the next one.
+    checked_fn: object = attrs.field(init=False, factory=object)
     trio_thread: int = attrs.field(factory=threading.get_ident)
 
     # ------------------------------------------------------------ checks
@@ -150,9 +154,13 @@ class Intake:
         """
         if not callable(fn):
             raise TypeError(f"{what} must be callable, not {fn!r}")
+        refuse_generator(what, fn)
         if traits is None and name is None and retry is None and timeout is None:
             if self.offloads(fn, args, self.traits, what):
                 return self.offload_opts
+            if not self.inspect_fn:
+                # TaskRunner.post_task posts it again without these checks.
+                self.checked_fn = fn
             return self.default_opts
         if traits is None:
             traits = self.traits
