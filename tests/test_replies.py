@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+from typing import Protocol, cast
 
 import outcome
 import pytest
@@ -115,6 +117,20 @@ def _make_runner(scheduler: trunner.Scheduler, kind: str) -> trunner.TaskRunner:
     return scheduler.create_thread_runner()
 
 
+class _PostWithReply(Protocol):
+    # post_task_and_reply(_with_result), loosely typed: the tests give them
+    # bad arguments.
+    def __call__(
+        self, task: object, reply: object, reply_runner: trunner.TaskRunner
+    ) -> trunner.TaskHandle[object]: ...
+
+
+def _post_with_reply(runner: trunner.TaskRunner, with_result: bool) -> _PostWithReply:
+    if with_result:
+        return cast("_PostWithReply", runner.post_task_and_reply_with_result)
+    return cast("_PostWithReply", runner.post_task_and_reply)
+
+
 @pytest.mark.parametrize("kind", ["sequenced", "parallel", "thread"])
 @pytest.mark.parametrize("with_result", [False, True])
 async def test_reply_that_is_not_callable_posts_nothing(
@@ -125,18 +141,91 @@ async def test_reply_that_is_not_callable_posts_nothing(
     ran: list[str] = []
     async with trunner.open_scheduler() as scheduler:
         runner = _make_runner(scheduler, kind)
-        post = (
-            runner.post_task_and_reply_with_result
-            if with_result
-            else runner.post_task_and_reply
-        )
+        post = _post_with_reply(runner, with_result)
 
         with pytest.raises(TypeError, match=r"^reply must be callable, not 42$"):
-            post(lambda: ran.append("task"), 42, reply_runner=runner)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]  # the bad input under test
+            post(lambda: ran.append("task"), 42, reply_runner=runner)
 
         await trunner.testing.run_until_idle()
         assert ran == []
         assert runner.statistics() == trunner.RunnerStatistics(0, 0, 0, 0, 0, 0, 0)
+
+
+def _zero_arguments() -> None:
+    pass
+
+
+def _one_argument(result: object) -> None:
+    del result
+
+
+def _two_arguments(first: object, second: object) -> None:
+    del first, second
+
+
+@pytest.mark.parametrize("kind", ["sequenced", "parallel", "thread"])
+@pytest.mark.parametrize(
+    ("with_result", "task", "reply", "message"),
+    [
+        # The reply of post_task_and_reply_with_result gets the outcome.
+        (
+            True,
+            _zero_arguments,
+            _zero_arguments,
+            r"^reply must take 1 positional argument, as in reply\(outcome\); "
+            r"'_zero_arguments' does not$",
+        ),
+        # The reply of post_task_and_reply gets nothing.
+        (
+            False,
+            _zero_arguments,
+            _one_argument,
+            r"^reply must take 0 positional arguments, as in reply\(\)",
+        ),
+        # The task of either gets nothing.
+        (
+            False,
+            _one_argument,
+            _zero_arguments,
+            r"^task must take 0 positional arguments, as in task\(\)",
+        ),
+        (
+            True,
+            functools.partial(_two_arguments, 1),
+            _one_argument,
+            r"^task must take 0 positional arguments, as in task\(\)",
+        ),
+    ],
+    ids=["reply-with-result", "reply", "task", "task-partial"],
+)
+async def test_task_and_reply_of_the_wrong_arity_post_nothing(
+    kind: str,
+    with_result: bool,
+    task: object,
+    reply: object,
+    message: str,
+) -> None:
+    # The reply (or the task) failed only when it ran, TypeError from its call,
+    # after the task had run.
+    async with trunner.open_scheduler() as scheduler:
+        runner = _make_runner(scheduler, kind)
+        post = _post_with_reply(runner, with_result)
+        with pytest.raises(TypeError, match=message):
+            post(task, reply, reply_runner=runner)
+        await trunner.testing.run_until_idle()
+        assert runner.statistics() == trunner.RunnerStatistics(0, 0, 0, 0, 0, 0, 0)
+
+
+async def test_builtins_whose_signature_cannot_be_read_are_accepted() -> None:
+    # inspect.signature cannot read dir's: it may well take the arguments.
+    with pytest.raises(ValueError, match="no signature found"):
+        inspect.signature(dir)
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_sequenced_runner()
+        runner.post_task_and_reply(dir, dir, reply_runner=runner)
+        runner.post_task_and_reply_with_result(dir, dir, reply_runner=runner)
+        await trunner.testing.run_until_idle()
+        assert runner.statistics().succeeded == 4
 
 
 async def test_async_reply_for_a_thread_runner_posts_nothing() -> None:

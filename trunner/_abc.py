@@ -584,6 +584,9 @@ class TaskRunner(abc.ABC):
 
         Raises:
             NoCurrentRunnerError: without ``reply_runner``, outside any runner.
+            TypeError: if ``task`` or ``reply`` is not a function its runner
+                can run, or cannot be called without arguments; nothing is
+                posted then.
         """
         target = self._reply_runner(reply_runner)
         return self._intake.post_with_reply(
@@ -605,6 +608,12 @@ class TaskRunner(abc.ABC):
 
         Returns:
             The `TaskHandle` of ``task``.
+
+        Raises:
+            NoCurrentRunnerError: without ``reply_runner``, outside any runner.
+            TypeError: if ``task`` or ``reply`` is not a function its runner
+                can run, or ``task`` cannot be called without arguments or
+                ``reply`` with one; nothing is posted then.
         """
         target = self._reply_runner(reply_runner)
         return self._intake.post_with_reply(  # type: ignore[return-value]  # task is sync or async: either way its handle gives a T

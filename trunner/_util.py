@@ -204,7 +204,16 @@ def _accepts(fn: object, count: int) -> bool:
     return True
 
 
-def _check_arity(name: str, value: object, call: str) -> None:
+def check_arity(name: str, value: object, call: str) -> None:
+    """Refuse a callable that cannot take the positional arguments of ``call``.
+
+    ``call`` shows the call in the user's words, such as ``"reply(outcome)"``;
+    its arguments are counted. A callable whose signature cannot be read
+    (some builtins) is accepted.
+
+    Raises:
+        TypeError: naming ``name``.
+    """
     inside = call[call.index("(") + 1 : call.rindex(")")]
     count = inside.count(",") + 1 if inside.strip() else 0
     if not _accepts(value, count):
@@ -265,7 +274,7 @@ def check_plain_callable(name: str, value: object, call: str) -> None:
             "would never run; make it a plain def (start async work from it "
             "with a runner's post_task)"
         )
-    _check_arity(name, value, call)
+    check_arity(name, value, call)
 
 
 def check_sync_or_async_callable(name: str, value: object, call: str) -> None:
@@ -281,7 +290,7 @@ def check_sync_or_async_callable(name: str, value: object, call: str) -> None:
     if not callable(value):
         raise TypeError(f"{name} must be callable as {call}, not {value!r}")
     refuse_generator(name, value, call)
-    _check_arity(name, value, call)
+    check_arity(name, value, call)
 
 
 def check_async_callable(name: str, value: object, call: str) -> None:
@@ -303,7 +312,7 @@ def check_async_callable(name: str, value: object, call: str) -> None:
             f"{name} must be an async callable, async def {call}; the "
             f"{_kind(value)} {describe(value)!r} is not async"
         )
-    _check_arity(name, value, call)
+    check_arity(name, value, call)
 
 
 def missing_extra(

@@ -38,7 +38,7 @@ from .._options import TaskOptions, check_timeout
 from .._ratelimit import TokenBucket
 from .._retry import RetryPolicy
 from .._traits import MissedTicks, RepeatMode, ShutdownBehavior, TaskState, TaskTraits
-from .._util import check_duration, describe, refuse_generator
+from .._util import check_arity, check_duration, describe, refuse_generator
 from ._ledger import CLOSED, RoomWaiter
 
 if TYPE_CHECKING:
@@ -482,8 +482,11 @@ class Intake:
 
         With ``with_result`` the reply gets the task's outcome.
         """
+        # Both run later, far from here: a wrong arity is refused now.
         opts = self.options_for(task, (), None, None, None, None, "task")
+        check_arity("task", task, "task()")
         reply_opts = target.options_for(reply, (), None, None, None, None, "reply")
+        check_arity("reply", reply, "reply(outcome)" if with_result else "reply()")
         handle = self.post_checked(task, (), opts)
         if with_result:
 
