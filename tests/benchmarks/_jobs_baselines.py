@@ -218,11 +218,15 @@ class Saq:
                 str(concurrency),
                 url,
             ],
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
             timeout=600,
         )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"the saq run failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+            )
         rate: float = json.loads(done.stdout.strip().splitlines()[-1])[
             "jobs_per_second"
         ]
