@@ -158,3 +158,135 @@ async def test_pool_task_may_queue_when_other_workers_exist(
             return await pool.queue_task(lambda _: 1)
 
         assert await pool.queue_task(queues_on_own_pool) == 1
+
+
+# A task of a sequenced runner that waited for a task of the same runner (one
+# posted after it, a delayed one, its own) hung forever: that task starts only
+# once the waiting one has ended.
+
+SEQUENCE_DEADLOCK = "the runner runs one task at a time, so that starts only once"
+
+
+async def test_waiting_for_a_later_task_of_the_sequence_raises(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_sequenced_runner()
+        later_ran: list[str] = []
+
+        async def waits_for_a_later_task() -> None:
+            later = runner.post_task(lambda: later_ran.append("later"))
+            with trio.fail_after(60):
+                await later.wait()
+
+        handle = runner.post_task(waits_for_a_later_task)
+        with pytest.raises(RuntimeError, match=SEQUENCE_DEADLOCK):
+            await handle.wait()
+        await runner.wait_idle()
+        assert later_ran == ["later"]  # it runs once the waiting task has ended
+
+
+@pytest.mark.parametrize("which", ["own", "delayed", "from-child-task"])
+async def test_other_waits_in_the_sequence_raise(
+    autojump_clock: trio.testing.MockClock, which: str
+) -> None:
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_sequenced_runner()
+        own: list[trunner.TaskHandle[None]] = []
+
+        async def wait_for(handle: trunner.TaskHandle[object]) -> None:
+            with trio.fail_after(60):
+                await handle.wait()
+
+        async def waits() -> None:
+            if which == "own":
+                await wait_for(own[0])
+            elif which == "delayed":
+                await wait_for(runner.post_delayed_task(lambda: None, delay=1))
+            else:
+                later = runner.post_task(lambda: None)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(wait_for, later)
+                except ExceptionGroup as group:  # the child task's error
+                    (error,) = group.exceptions
+                    raise error from None
+
+        own.append(runner.post_task(waits))
+        with pytest.raises(RuntimeError, match=SEQUENCE_DEADLOCK):
+            await own[0].wait()
+
+
+async def test_run_and_run_all_on_the_own_sequence_raise_and_run_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran: list[str] = []
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_sequenced_runner()
+
+        async def runs_on_its_own_runner() -> None:
+            with trio.fail_after(60):
+                await runner.run(lambda: ran.append("run"))
+
+        async def runs_all_on_its_own_runner() -> None:
+            with trio.fail_after(60):
+                await trunner.run_all(runner, [lambda: ran.append("run_all")])
+
+        for fn in (runs_on_its_own_runner, runs_all_on_its_own_runner):
+            with pytest.raises(RuntimeError, match=SEQUENCE_DEADLOCK):
+                await runner.post_task(fn).wait()
+        await runner.wait_idle()
+    assert ran == []
+
+
+async def test_send_task_on_a_full_own_sequence_raises(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_sequenced_runner(max_pending=1)
+
+        async def sends_to_its_own_full_runner() -> None:
+            runner.post_task(lambda: None)  # now full
+            with trio.fail_after(60):
+                await runner.send_task(lambda: None)
+
+        handle = runner.post_task(sends_to_its_own_full_runner)
+        with pytest.raises(RuntimeError, match=SEQUENCE_DEADLOCK):
+            await handle.wait()
+
+
+async def test_waits_that_end_are_fine(autojump_clock: trio.testing.MockClock) -> None:
+    async with (
+        trunner.open_scheduler() as scheduler,
+        trio.open_nursery() as outside,
+    ):
+        sequenced = scheduler.create_sequenced_runner()
+        other = scheduler.create_sequenced_runner()
+        parallel = scheduler.create_parallel_runner(max_concurrency=2)
+        got: list[object] = []
+
+        async def waits_elsewhere() -> None:
+            # Another runner's task, and a parallel runner's own task.
+            got.append(await other.post_task(lambda: "other").wait())
+            got.append(await other.run(lambda: "run"))
+            got.append(await parallel.post_task(lambda: "parallel").wait())
+
+        async def parallel_waits_for_its_own() -> None:
+            got.append(await parallel.post_task(lambda: "own parallel").wait())
+
+        async def leaves_a_waiter_behind() -> None:
+            # A trio task started in a nursery from outside outlives this task:
+            # the later task runs once this one has ended, and its wait ends.
+            later = sequenced.post_task(lambda: "later")
+            outside.start_soon(wait_and_keep, later)
+
+        async def wait_and_keep(handle: trunner.TaskHandle[str]) -> None:
+            got.append(await handle.wait())
+
+        with trio.fail_after(60):
+            await sequenced.post_task(waits_elsewhere).wait()
+            await parallel.post_task(parallel_waits_for_its_own).wait()
+            await sequenced.post_task(leaves_a_waiter_behind).wait()
+            await sequenced.wait_idle()
+            await trio.testing.wait_all_tasks_blocked()
+    assert got == ["other", "run", "parallel", "own parallel", "later"]

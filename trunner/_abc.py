@@ -404,6 +404,8 @@ class TaskRunner(abc.ABC):
 
         Raises:
             RunnerClosedError: if the runner is closed, also while waiting.
+            RuntimeError: when a task of a full sequenced or thread runner
+                sends to that same runner: no room would come while it runs.
         """
         intake = self._intake
         opts = intake.options_for(fn, args, traits, name, retry, timeout)
@@ -439,7 +441,14 @@ class TaskRunner(abc.ABC):
             TaskCancelledError: if the task was cancelled or skipped.
             RunnerClosedError: if the runner is closed.
             QueueFullError: if the runner is bounded and full.
+            RuntimeError: when called from a task of a sequenced or thread
+                runner on that same runner: the task would start only once the
+                caller has ended. Nothing is posted then.
         """
+        self._ledger.refuse_wait_in_sequence(
+            "a task it posts itself (run)",
+            "call the function directly, or post it without waiting for it",
+        )
         handle = self.post_task(fn, *args, traits=traits)
         try:
             return await handle.wait()

@@ -56,6 +56,19 @@ def call_done_callback(
         hook_logger.exception("done callback %r of %r raised", callback, handle)
 
 
+def refuse_wait_in_sequence(handle: TaskHandle[object], what: str, advice: str) -> None:
+    """Refuse to wait for ``what``, tasks of ``handle``'s runner, from its sequence.
+
+    See `TaskHandle.wait`: the runner's other tasks start only once the caller's
+    has ended.
+
+    Raises:
+        RuntimeError: when the caller holds the sequence of ``handle``'s runner.
+    """
+    ledger = handle._ledger  # pyright: ignore[reportPrivateUsage]  # this module's record
+    ledger.refuse_wait_in_sequence(what, advice)
+
+
 async def _ready(value: object) -> object:
     return value
 
@@ -169,10 +182,19 @@ class TaskHandle(Generic[T_co]):
             TaskCancelledError: if the task was cancelled or skipped.
             Exception: the exception the task raised, as itself (not wrapped),
                 with its traceback.
+            RuntimeError: when a task of a sequenced or thread runner (or a
+                trio task it started) waits for an unfinished task of the same
+                runner, its own included: that task starts only once the
+                waiting one has ended, so the wait would never end.
         """
         if self._state in TERMINAL_STATES:
             await trio.lowlevel.checkpoint()
         else:
+            self._ledger.refuse_wait_in_sequence(
+                f"its task {self!r}",
+                "post that task to another runner, or get its result in a reply "
+                "(post_task_and_reply_with_result) or a done callback",
+            )
             event = trio.Event()
             self.add_done_callback(lambda _: event.set())
             await event.wait()

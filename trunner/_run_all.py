@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import outcome
 import trio
 
+from ._handle import refuse_wait_in_sequence
 from ._traits import TaskState
 
 if TYPE_CHECKING:
@@ -46,11 +47,24 @@ async def run_all(  # type: ignore[explicit-any]  # the overloads give the preci
     Raises:
         Exception: the first failure; `TaskCancelledError` if the first task to
             end unsuccessfully was cancelled or skipped.
+        RuntimeError: when called from a task of a sequenced or thread runner
+            on that same runner: the tasks would start only once the caller
+            has ended. They are cancelled before they start.
     """
     handles = runner.post_tasks(fns)
     if not handles:
         await trio.lowlevel.checkpoint()
         return []
+    try:
+        refuse_wait_in_sequence(
+            handles[0],
+            "tasks it posts itself (run_all)",
+            "call the functions directly, or post them without waiting for them",
+        )
+    except RuntimeError:
+        for handle in handles:
+            handle.cancel()
+        raise
     first_error: list[BaseException] = []
     remaining = len(handles)
     all_done = trio.Event()

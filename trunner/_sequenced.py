@@ -87,6 +87,7 @@ class ChannelRunner(TaskRunner):
         receive_nowait = self._receive.receive_nowait
         # The parts, bound once: the loop reads and writes their fields.
         ledger = self._ledger
+        ledger.sequence_task = trio.lowlevel.current_task()
         fanout = self._fanout
         ex = self._execution
         now = ledger.now

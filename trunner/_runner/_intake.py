@@ -343,6 +343,12 @@ class Intake:
             and not ledger.phase
             and (ledger.room_waiters or ledger.pending >= limit)
         ):
+            if ledger.pending + len(ledger.room_waiters) >= limit:
+                # No room will be left for it while it holds a sequence.
+                ledger.refuse_wait_in_sequence(
+                    "room in its full queue (send_task)",
+                    "post_task raises QueueFullError at once instead",
+                )
             await self.wait_room(limit)
         handle = self.post_checked(fn, args, opts)
         await trio.lowlevel.cancel_shielded_checkpoint()

@@ -114,6 +114,9 @@ class Ledger:
     rejected: int = 0
     retries: int = 0
     timeouts: int = 0
+    # The trio task of the consumer of a runner that runs one task at a time
+    # (sequenced, thread), set by that consumer; None for other runners.
+    sequence_task: trio.lowlevel.Task | None = None
     # True while someone must hear of every task's end (on_finish hooks, idle
     # waiters, barriers, subscribers); the hot path tests this one flag.
     watching: bool = False
@@ -216,6 +219,29 @@ class Ledger:
         handle._flags |= CANCEL_REQUESTED
         handle._scope.cancel()
         return True
+
+    def refuse_wait_in_sequence(self, what: str, advice: str) -> None:
+        """Refuse to wait for ``what`` from the task that holds the runner's sequence.
+
+        A runner that runs one task at a time starts its other tasks only once
+        the caller's task has ended: waiting for one of them (or for the
+        caller's own task) from it, or from a trio task it started, would
+        never end. ``advice`` says what to do instead.
+        """
+        consumer = self.sequence_task
+        if consumer is None:
+            return
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        while task is not consumer:
+            if task is None:
+                return  # not a task of the runner
+            nursery = task.parent_nursery
+            task = None if nursery is None else nursery.parent_task
+        raise RuntimeError(
+            f"a task of runner {self.runner.name!r} cannot wait for {what}: the "
+            "runner runs one task at a time, so that starts only once the waiting "
+            f"task has ended, and the wait would never end; {advice}"
+        )
 
     def wake_room(self) -> None:
         """Let the first `TaskRunner.send_task` waiter look for room again."""
