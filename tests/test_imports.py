@@ -29,27 +29,32 @@ _CORE_DEPENDENCIES = frozenset(
 )
 
 _PROBE = """
-import json, sys
+import contextlib, json, runpy, sys
 before = set(sys.modules)
-import {module}
+{code}
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
 
-def _modules_loaded_by(module: str) -> set[str]:
+def modules_loaded_by(code: str) -> set[str]:
+    """The modules that ``code`` loads, in a fresh interpreter.
+
+    ``code`` may use ``contextlib``, ``runpy`` and ``sys``, and print: the
+    list of modules is the last line of the output.
+    """
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(module=module)],
+        [sys.executable, "-c", _PROBE.format(code=code)],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    loaded: list[str] = json.loads(result.stdout)
+    loaded: list[str] = json.loads(result.stdout.splitlines()[-1])
     return set(loaded)
 
 
 def test_import_trunner_loads_no_test_tools_and_no_optional_parts() -> None:
-    loaded = _modules_loaded_by("trunner")
+    loaded = modules_loaded_by("import trunner")
     # trio.testing imports pytest when it is installed: seconds at start-up.
     assert "trio.testing" not in loaded
     assert not {m for m in loaded if m.split(".")[0] in {"pytest", "_pytest"}}
@@ -65,10 +70,10 @@ def test_import_trunner_loads_no_test_tools_and_no_optional_parts() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["trunner.jobs", "trunner._cli", "trunner.jobs._postgres"]
+    "module", ["trunner.jobs", "trunner.jobs._cli", "trunner.jobs._postgres"]
 )
 def test_optional_parts_load_no_test_tools(module: str) -> None:
     pytest.importorskip(module)
-    loaded = _modules_loaded_by(module)
+    loaded = modules_loaded_by(f"import {module}")
     assert "trio.testing" not in loaded
     assert not {m for m in loaded if m.split(".")[0] in {"pytest", "_pytest"}}

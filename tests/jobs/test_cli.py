@@ -13,7 +13,6 @@ store with a timeout.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import os
 import re
 import runpy
@@ -32,7 +31,6 @@ import trio
 from rich.text import Text
 
 import trunner
-from trunner import _cli
 from trunner.jobs import (
     JobCounts,
     JobInfo,
@@ -42,10 +40,13 @@ from trunner.jobs import (
     Registry,
     SQLiteJobStore,
     StoreError,
+    _cli,
     open_job_manager,
     open_store,
 )
+from trunner.jobs._cli import _parse, _report, _stores, _verbs, _views, _worker
 
+from ..test_imports import modules_loaded_by
 from .crash_handlers import Work, registry
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # Wide tables, whatever terminal runs the tests; no store from the outside.
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.delenv(_cli.STORE_ENV, raising=False)
+    monkeypatch.delenv(_parse.STORE_ENV, raising=False)
     monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     # load_registry puts the current directory on sys.path: undo it.
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -222,7 +223,7 @@ def test_store_defaults_to_the_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db: Path
 ) -> None:
     seed(db)
-    monkeypatch.setenv(_cli.STORE_ENV, url(db))
+    monkeypatch.setenv(_parse.STORE_ENV, url(db))
 
     code, out, _ = run(capsys, "jobs", "list")
 
@@ -460,7 +461,7 @@ def test_missing_driver_exits_2(
     def no_driver(store_url: str) -> None:
         raise ModuleNotFoundError(f"No module named 'coredis' (for {store_url})")
 
-    monkeypatch.setattr("trunner.jobs.open_store", no_driver)
+    monkeypatch.setattr(_stores, "open_store", no_driver)
 
     code, _, err = run(capsys, "jobs", "list", "--store", "redis://localhost/0")
 
@@ -482,12 +483,29 @@ def test_missing_extra_exits_1(
         "trunner: error: the jobs commands need rich: pip install 'trunner[jobs]' ",
     )
 
-    monkeypatch.setitem(sys.modules, "trunner.jobs", None)
-    code, _, err = run(capsys, "worker", HANDLERS, "--store", "memory://")
-    assert (code, err.split("(")[0]) == (
-        1,
-        "trunner: error: this command needs the jobs extra: pip install "
-        "'trunner[jobs]' ",
+
+@pytest.mark.parametrize("argv", [["--help"], ["worker", HANDLERS]])
+def test_missing_jobs_extra_exits_1(argv: list[str]) -> None:
+    # A fresh interpreter, where cattrs cannot be imported: as on a plain
+    # pip install trunner, which installs the script too.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['cattrs'] = None\n"
+            "from trunner.__main__ import main\n"
+            f"sys.exit(main({argv!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "trunner: error: trunner.jobs needs 'cattrs', which is not installed: it "
+        "comes with the 'jobs' extra, pip install 'trunner[jobs]'\n"
     )
 
 
@@ -497,11 +515,11 @@ def test_unexpected_errors_keep_their_traceback(
     async def broken(namespace: object) -> int:
         del namespace
         await trio.lowlevel.checkpoint()
-        raise ExceptionGroup("two", [ValueError("a"), _cli.CommandError("b")])
+        raise ExceptionGroup("two", [ValueError("a"), _report.CommandError("b")])
 
-    monkeypatch.setattr(_cli, "_list_command", broken)
+    monkeypatch.setitem(_verbs.COMMANDS, "jobs list", broken)
 
-    with pytest.RaisesGroup(ValueError, _cli.CommandError):
+    with pytest.RaisesGroup(ValueError, _report.CommandError):
         _cli.main(["jobs", "list", "--store", "memory://"])
 
 
@@ -511,9 +529,9 @@ def test_errors_in_a_group_are_reported_one_per_line(
     async def broken(namespace: object) -> int:
         del namespace
         await trio.lowlevel.checkpoint()
-        raise ExceptionGroup("two", [_cli.CommandError("usage", 2), StoreError("")])
+        raise ExceptionGroup("two", [_report.CommandError("usage", 2), StoreError("")])
 
-    monkeypatch.setattr(_cli, "_list_command", broken)
+    monkeypatch.setitem(_verbs.COMMANDS, "jobs list", broken)
 
     code, _, err = run(capsys, "jobs", "list", "--store", "memory://")
 
@@ -528,7 +546,7 @@ def test_keyboard_interrupt_exits_130(
         await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_cli, "_list_command", interrupted)
+    monkeypatch.setitem(_verbs.COMMANDS, "jobs list", interrupted)
 
     assert run(capsys, "jobs", "list", "--store", "memory://") == (
         130,
@@ -537,10 +555,63 @@ def test_keyboard_interrupt_exits_130(
     )
 
 
-def test_importing_dunder_main_runs_nothing() -> None:
-    module = importlib.import_module("trunner.__main__")
+# The modules that --help must not load: the manager, the registry and the
+# stores (and cattrs), their drivers, the verbs, rich and the service.
+HEAVY = (
+    "trunner.jobs._manager",
+    "trunner.jobs._registry",
+    "trunner.jobs._serialize",
+    "trunner.jobs._memory",
+    "trunner.jobs._sqlite",
+    "trunner.jobs._postgres",
+    "trunner.jobs._redis",
+    "trunner.jobs._cli._verbs",
+    "trunner.service",
+    "cattrs",
+    "sqlite3",
+    "psycopg",
+    "coredis",
+    "rich",
+)
 
-    assert module.main is _cli.main
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # The script's entry point, python -m trunner, the command's package.
+        "from trunner.__main__ import main\nmain(['--help'])",
+        "sys.argv = ['trunner', 'jobs', 'list', '--help']\n"
+        "with contextlib.suppress(SystemExit):\n"
+        "    runpy.run_module('trunner', run_name='__main__')",
+        "import trunner.jobs._cli\ntrunner.jobs._cli.main(['worker', '--help'])",
+        # A usage error (no --store) loads no more.
+        "import trunner.jobs._cli\ntrunner.jobs._cli.main(['jobs', 'list'])",
+    ],
+)
+def test_help_loads_no_verb_store_driver_or_service(code: str) -> None:
+    loaded = modules_loaded_by(code)
+
+    assert "trunner.jobs._cli._parse" in loaded
+    assert {m for m in loaded if m.startswith(HEAVY)} == set()
+
+
+def test_importing_dunder_main_loads_no_jobs() -> None:
+    loaded = modules_loaded_by("import trunner.__main__")
+
+    assert "trunner.__main__" in loaded
+    assert {m for m in loaded if m.startswith("trunner.jobs")} == set()
+
+
+def test_the_trunner_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("trunner")
+    if not script.exists():
+        pytest.skip("the trunner script is not installed next to this Python")
+
+    result = subprocess.run(
+        [script, "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert result.stdout == f"trunner {trunner.__version__}\n"
 
 
 def test_python_dash_m_runs_main(
@@ -640,7 +711,7 @@ def test_load_registry_finds_modules_in_the_current_directory(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delitem(sys.modules, "my_handlers_in_cwd", raising=False)
 
-    loaded = _cli.load_registry("my_handlers_in_cwd:App.registry")
+    loaded = _worker.load_registry("my_handlers_in_cwd:App.registry")
 
     assert isinstance(loaded, Registry)
     assert sys.path[0] == str(tmp_path)
@@ -859,7 +930,7 @@ def test_watch_view_estimates_the_time_left() -> None:
         {JobState.PENDING: 8, JobState.RUNNING: 2, JobState.SUCCEEDED: 10}
     )
 
-    view = _cli._watch_view(counts, 2.0, terminal=False)
+    view = _views.watch_view(counts, 2.0, terminal=False)
 
     assert isinstance(view, Text)
     assert view.plain == (
@@ -869,7 +940,7 @@ def test_watch_view_estimates_the_time_left() -> None:
 
 
 def test_rate_never_goes_negative() -> None:
-    rate = _cli._Rate()
+    rate = _views.Rate()
     figures: list[float | None] = []
 
     # Finished jobs at times: the first look, 20 in 2 s, a purge, no time passed.

@@ -1,6 +1,7 @@
 """``trunner serve``: a worker and the service in one real process."""
 
-# White-box test of the CLI's logging set-up: it calls trunner._cli's private helpers.
+# White-box test of the CLI's logging set-up: it calls the private helpers of
+# trunner.jobs._cli.
 # pyright: reportPrivateUsage=false
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import httpx
 import pytest
 import trio
 
-from trunner import _cli
-from trunner.jobs import JobState, open_job_manager, open_store
+from trunner.jobs import JobState, _cli, open_job_manager, open_store
+from trunner.jobs._cli import _logs, _worker
 from trunner.service import Client
 from trunner.service._command import (
     UsageError,
@@ -256,7 +257,7 @@ async def test_serve_command_in_process_two_signals(
                 functools.partial(
                     serve_command,
                     namespace,
-                    load_registry=_cli.load_registry,
+                    load_registry=_worker.load_registry,
                     open_store=open_store,
                 )
             )
@@ -287,9 +288,9 @@ def test_cli_serve_help_and_log_level(capsys: pytest.CaptureFixture[str]) -> Non
     assert _cli.main(["serve", "--help"]) == 0
     assert "--token-file" in capsys.readouterr().out
 
-    stop = _cli._start_logging("INFO")
+    stop = _logs.start_logging("INFO")
     try:
-        _cli._set_log_level("DEBUG")
+        _logs.set_log_level("DEBUG")
         assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
     finally:
         stop()
