@@ -14,6 +14,8 @@ import trio
 from trunner import Priority
 from trunner.jobs import JobInfo, JobState, MemoryJobStore, open_job_manager
 from trunner.service import BearerTokens, create_app, serve
+from trunner.service import _events as events_module
+from trunner.service._codec import job_to_json
 from trunner.service._events import HEARTBEAT, RESET_EVENT, EventBroker
 
 from .conftest import AUTH, HTTPCORE_STREAM_WARNING, TOKEN, Served, lines_of
@@ -256,3 +258,35 @@ async def test_resume_with_more_missed_than_the_buffer() -> None:
 
     assert resumed.dropped
     assert b'"id":"j0"' in resumed.receive.receive_nowait()
+
+
+async def test_each_change_is_encoded_once_and_only_when_wanted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[str] = []
+
+    def counting(info: JobInfo) -> dict[str, object]:
+        encoded.append(info.id)
+        return job_to_json(info)
+
+    monkeypatch.setattr(events_module, "job_to_json", counting)
+    broker = EventBroker(backlog=10, buffer=10)
+    probe = broker.subscribe(None)
+    broker.publish(make_info("first"))
+    first_id = probe.receive.receive_nowait().split(b"\n")[0].removeprefix(b"id: ")
+    broker.unsubscribe(probe)
+    broker.publish(make_info("unheard"))  # nobody listens: not encoded
+    assert encoded == ["first"]
+
+    one, two = broker.subscribe(first_id.decode()), broker.subscribe(first_id.decode())
+    broker.publish(make_info("live"))
+
+    # Each change encoded once, whatever the number of subscribers.
+    assert encoded == ["first", "unheard", "live"]
+    got_one = [one.receive.receive_nowait() for _ in range(2)]
+    got_two = [two.receive.receive_nowait() for _ in range(2)]
+    assert got_one == got_two
+    stream, _, number = first_id.rpartition(b"-")
+    assert got_one[0].startswith(b"id: %s-%d\n" % (stream, int(number) + 1))
+    assert b'"id":"unheard"' in got_one[0]
+    assert b'"id":"live"' in got_one[1]

@@ -1,13 +1,14 @@
 """The event stream: job changes fanned out to server-sent-event clients.
 
 The broker listens to a `~trunner.jobs.JobManager`'s changes. Each change is
-encoded once, as the bytes of one server-sent event, kept in a bounded
-backlog (for ``Last-Event-ID`` resume) and offered to every subscriber's
-bounded buffer without waiting: a subscriber whose buffer is full is dropped
-(its stream ends; it reconnects and resumes from the backlog), so a slow
-client never slows the manager. Event ids are ``<stream>-<n>``: ``<stream>``
-is random per broker, so an id from an earlier run of the server is known
-not to resume.
+kept in a bounded backlog (for ``Last-Event-ID`` resume), encoded at most
+once, as the bytes of one server-sent event, when a subscriber first needs it
+(at once while any client listens; with none, only if a client resumes from
+before it), and offered to every subscriber's bounded buffer without waiting:
+a subscriber whose buffer is full is dropped (its stream ends; it reconnects
+and resumes from the backlog), so a slow client never slows the manager.
+Event ids are ``<stream>-<n>``: ``<stream>`` is random per broker, so an id
+from an earlier run of the server is known not to resume.
 """
 
 from __future__ import annotations
@@ -22,13 +23,34 @@ import trio
 from ._codec import dumps, job_to_json
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable
 
     from ..jobs import JobInfo
 
 #: Sent when a ``Last-Event-ID`` cannot resume: events were missed.
 RESET_EVENT: Final = b"event: reset\ndata: {}\n\n"
 HEARTBEAT: Final = b": heartbeat\n\n"
+
+
+@final
+@attrs.define(eq=False)
+class _Event:
+    """One change in the backlog: its number, and its bytes once encoded."""
+
+    number: int
+    info: JobInfo | None
+    encoded: bytes = b""
+
+    def encode(self, stream: bytes) -> bytes:
+        """The event's bytes, encoded on the first call (then the info is let go)."""
+        if self.info is not None:
+            self.encoded = b"id: %s-%d\ndata: %s\n\n" % (
+                stream,
+                self.number,
+                dumps(job_to_json(self.info)),
+            )
+            self.info = None
+        return self.encoded
 
 
 @final
@@ -54,8 +76,9 @@ class EventBroker:
     backlog: int = 1000
     buffer: int = 1000
     _stream: str = attrs.field(init=False, factory=lambda: secrets.token_hex(4))
+    _stream_bytes: bytes = attrs.field(init=False, default=b"")
     _next: int = attrs.field(init=False, default=1)
-    _recent: collections.deque[tuple[int, bytes]] = attrs.field(init=False)
+    _recent: collections.deque[_Event] = attrs.field(init=False)
     _subscribers: set[Subscriber] = attrs.field(init=False, factory=set[Subscriber])
     closed: bool = attrs.field(init=False, default=False)
     #: Subscribers dropped for lagging, since the start.
@@ -65,6 +88,7 @@ class EventBroker:
 
     def __attrs_post_init__(self) -> None:
         self._recent = collections.deque(maxlen=self.backlog)
+        self._stream_bytes = self._stream.encode()
 
     @property
     def subscribers(self) -> int:
@@ -72,16 +96,19 @@ class EventBroker:
         return len(self._subscribers)
 
     def publish(self, info: JobInfo) -> None:
-        """Encode the change once and offer it to every subscriber; never blocks."""
+        """Keep the change and offer it to every subscriber; never blocks.
+
+        The change is encoded here only if someone listens (once, whatever
+        their number); otherwise when a resume first asks for it.
+        """
         number = self._next
         self._next += 1
         self.published += 1
-        event = b"id: %s-%d\ndata: %s\n\n" % (
-            self._stream.encode(),
-            number,
-            dumps(job_to_json(info)),
-        )
-        self._recent.append((number, event))
+        recent = _Event(number, info)
+        self._recent.append(recent)
+        if not self._subscribers:
+            return
+        event = recent.encode(self._stream_bytes)
         for subscriber in tuple(self._subscribers):
             try:
                 subscriber.send.send_nowait(event)
@@ -114,17 +141,19 @@ class EventBroker:
         self._subscribers.add(subscriber)
         return subscriber
 
-    def _missed(self, last_event_id: str) -> list[bytes]:
+    def _missed(self, last_event_id: str) -> Iterable[bytes]:
         stream, _, number_text = last_event_id.strip().rpartition("-")
         if stream != self._stream or not number_text.isdigit():
             return [RESET_EVENT]
         number = int(number_text)
         if number >= self._next:
             return [RESET_EVENT]
-        oldest = self._recent[0][0] if self._recent else self._next
+        oldest = self._recent[0].number if self._recent else self._next
         if number + 1 < oldest:
             return [RESET_EVENT]
-        return [event for n, event in self._recent if n > number]
+        # Encoded as the subscriber's buffer takes them (it may stop early).
+        ours = self._stream_bytes
+        return (event.encode(ours) for event in self._recent if event.number > number)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Remove a subscriber (its client went away)."""
