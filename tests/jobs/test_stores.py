@@ -24,7 +24,8 @@ from trunner.jobs._errors import SerializationError, StoreError
 from trunner.jobs._job import JobRecord, JobState, ScheduleRecord
 from trunner.jobs._memory import MemoryJobStore
 from trunner.jobs._open import open_store
-from trunner.jobs._sqlite import SQLiteJobStore, _Database
+from trunner.jobs._sqlite import SQLiteJobStore
+from trunner.jobs._sqlite_db import Database
 from trunner.jobs._wakeup import shared_wakeups
 from trunner.testing._store_checks import check_job_store, job_store_checks
 
@@ -938,14 +939,14 @@ async def test_sqlite_store_needs_wal(
 async def test_sqlite_store_maps_close_errors(
     db_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def close(self: _Database) -> None:
+    def close(self: Database) -> None:
         self._conn.close()
         raise sqlite3.OperationalError("disk gone")
 
     async with trunner.open_scheduler():
         store = SQLiteJobStore(db_path)
         await store.connect()
-        monkeypatch.setattr(_Database, "close", close)
+        monkeypatch.setattr(Database, "close", close)
 
         with pytest.raises(StoreError, match="disk gone"):
             await store.disconnect()

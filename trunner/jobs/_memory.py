@@ -18,7 +18,7 @@ from ._job import (
     ScheduleRecord,
     check_finished_state,
 )
-from ._sqlite import with_seq
+from ._sqlite_codec import with_seq
 from ._store import CompleteResult, RenewResult
 from ._wakeup import Wakeups
 

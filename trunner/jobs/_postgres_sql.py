@@ -28,7 +28,7 @@ from ._postgres_rows import (
     storable_names,
 )
 from ._postgres_schema import Connection, execute, quoted
-from ._sqlite import with_seq
+from ._sqlite_codec import with_seq
 from ._store import RenewResult
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from ._redis_codec import (
     schedule_json,
 )
 from ._redis_watch import RedisWatcher
-from ._sqlite import with_seq
+from ._sqlite_codec import with_seq
 from ._store import CompleteResult, RenewResult
 
 if TYPE_CHECKING:

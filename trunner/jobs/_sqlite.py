@@ -1,22 +1,17 @@
-"""SQLiteJobStore: jobs in one SQLite file, on a thread of their own."""
+"""SQLiteJobStore: jobs in one SQLite file, on a thread of their own.
+
+The store is the async front: it checks arguments, runs each call on its
+thread runner and wakes the watchers. Below it, `Database` (``_sqlite_db``)
+holds the connection and the SQL, ``_sqlite_codec`` maps rows and records, and
+``_sqlite_schema`` sets the file up.
+"""
 
 from __future__ import annotations
 
-import builtins
 import contextlib
-import datetime as dt
-import logging
 import os
 import sqlite3
-from typing import (
-    TYPE_CHECKING,
-    Final,
-    TypeAlias,
-    TypeVar,
-    TypeVarTuple,
-    cast,
-    final,
-)
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, final
 
 import attrs
 import trio
@@ -24,7 +19,7 @@ import trio
 from .._context import current_scheduler
 from .._errors import NoCurrentSchedulerError, RunnerClosedError
 from .._util import check_duration
-from ._errors import SerializationError, StoreError
+from ._errors import StoreError
 from ._job import (
     FINISHED_STATES,
     JobCounts,
@@ -33,18 +28,14 @@ from ._job import (
     ScheduleRecord,
     check_finished_state,
 )
+from ._sqlite_db import Database
 from ._store import CompleteResult, RenewResult
 from ._wakeup import Wakeups, shared_wakeups
 
 if TYPE_CHECKING:
-    from collections.abc import (
-        AsyncGenerator,
-        Callable,
-        Collection,
-        Generator,
-        Iterator,
-        Sequence,
-    )
+    import builtins
+    import datetime as dt
+    from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 
     from .._handle import TaskHandle
     from .._thread import SingleThreadTaskRunner
@@ -52,928 +43,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
-
-logger: Final = logging.getLogger("trunner.jobs")
-
-#: The schema this module writes; a file of a newer one is refused.
-SCHEMA_VERSION: Final = 1
-#: Ids per ``IN (...)`` list, well below SQLite's limit on bound parameters.
-_CHUNK: Final = 500
-
-_SCHEMA: Final = (
-    """
-    CREATE TABLE IF NOT EXISTS trunner_meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )
-    """,
-    # seq is the rowid; AUTOINCREMENT never hands out a seq again, even after
-    # the newest jobs were purged, so seq stays the submission order.
-    """
-    CREATE TABLE IF NOT EXISTS trunner_jobs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        handler TEXT NOT NULL,
-        args TEXT NOT NULL,
-        state TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        attempts INTEGER NOT NULL,
-        max_attempts INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        run_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        result TEXT,
-        error TEXT,
-        worker TEXT,
-        lease_until REAL,
-        cancel_requested INTEGER NOT NULL,
-        timeout REAL,
-        retry TEXT
-    )
-    """,
-    # Partial indexes: each is maintained only for the rows it serves, so an
-    # insert (a PENDING row) pays for the claim and due indexes only. Every
-    # index ends with the rowid, hence the claim order (priority, run_at, seq)
-    # needs no sort. Queries name the states literally, so that the planner
-    # can use the partial indexes.
-    """
-    CREATE INDEX IF NOT EXISTS trunner_jobs_claim
-        ON trunner_jobs (priority DESC, run_at) WHERE state = 'pending'
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS trunner_jobs_due
-        ON trunner_jobs (run_at) WHERE state = 'pending'
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS trunner_jobs_lease
-        ON trunner_jobs (lease_until) WHERE state = 'running'
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS trunner_jobs_finished
-        ON trunner_jobs (finished_at) WHERE finished_at IS NOT NULL
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS trunner_schedules (
-        name TEXT PRIMARY KEY,
-        handler TEXT NOT NULL,
-        args TEXT NOT NULL,
-        cron TEXT,
-        every REAL,
-        next_run_at REAL NOT NULL,
-        priority INTEGER NOT NULL,
-        timeout REAL,
-        retry TEXT,
-        created_at REAL NOT NULL
-    )
-    """,
-)
-
-_COLUMNS: Final = (
-    "seq, id, handler, args, state, priority, attempts, max_attempts, created_at, "
-    "run_at, started_at, finished_at, result, error, worker, lease_until, "
-    "cancel_requested, timeout, retry"
-)
-# Positions in a row of _COLUMNS.
-_SEQ, _ID, _STATE, _ATTEMPTS = 0, 1, 4, 6
-_STARTED, _WORKER, _LEASE, _CANCEL = 10, 14, 15, 16
-
-_ON_CONFLICT: Final = " ON CONFLICT (id) DO NOTHING"
-_INSERT: Final = (
-    f"INSERT INTO trunner_jobs ({_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
-)
-# A job as submitted has no attempt history: its NULL columns are left out of
-# the statement, because the sqlite3 module binds None (and bool) through its
-# adapter lookup, which costs as much as the rest of the row.
-_NEW_COLUMNS: Final = (
-    "seq, id, handler, args, state, priority, attempts, max_attempts, "
-    "created_at, run_at, cancel_requested"
-)
-_INSERT_NEW: Final = (
-    f"INSERT INTO trunner_jobs ({_NEW_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)" + _ON_CONFLICT
-)
-_INSERT_NEW_OPTIONS: Final = (
-    f"INSERT INTO trunner_jobs ({_NEW_COLUMNS}, timeout, retry) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)" + _ON_CONFLICT
-)
-_LAST_SEQ: Final = "SELECT seq FROM sqlite_sequence WHERE name = 'trunner_jobs'"
-# Claims walk this index in claim order, whatever statistics ANALYZE gathered:
-# sorting every due job to take a few would cost more the longer the backlog.
-_CLAIM_INDEX: Final = "INDEXED BY trunner_jobs_claim"
-_GET: Final = f"SELECT {_COLUMNS} FROM trunner_jobs WHERE id = ?"
-_CLAIM_UPDATE: Final = (
-    "UPDATE trunner_jobs SET state = 'running', worker = ?, lease_until = ?, "
-    "started_at = ?, attempts = attempts + 1, cancel_requested = 0 WHERE seq = ?"
-)
-_FAIL_CORRUPTED: Final = (
-    "UPDATE trunner_jobs SET state = 'failed', error = ?, finished_at = ?, "
-    "worker = ?, lease_until = NULL WHERE seq = ? AND state = 'pending'"
-)
-_HELD: Final = " WHERE id = ? AND state = 'running' AND worker = ?"
-_COMPLETE: Final = (
-    "UPDATE trunner_jobs SET state = ?, finished_at = ?, result = ?, "
-    "error = ?, lease_until = NULL" + _HELD
-)
-# A job whose cancellation was requested while it ran ends CANCELLED
-# instead of going back to PENDING: the request must not be lost.
-_REQUEUE: Final = (
-    "UPDATE trunner_jobs SET "
-    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
-    "run_at = CASE WHEN cancel_requested THEN run_at ELSE ? END, "
-    "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
-    "error = ?, lease_until = NULL" + _HELD
-)
-_RELEASE: Final = (
-    "UPDATE trunner_jobs SET "
-    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
-    "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
-    "attempts = CASE WHEN cancel_requested THEN attempts "
-    "ELSE max(attempts - 1, 0) END, lease_until = NULL" + _HELD
-)
-_SCHEDULE_COLUMNS: Final = (
-    "name, handler, args, cron, every, next_run_at, priority, timeout, retry, "
-    "created_at"
-)
-
-_STATES: Final = {state.value: state for state in JobState}
-_UTC: Final = dt.UTC
-_from_timestamp: Final = dt.datetime.fromtimestamp
-# What a corrupted row raises while it is decoded.
-_DECODE_ERRORS: Final = (KeyError, TypeError, ValueError, OverflowError, OSError)
-
-
-def _ts(value: dt.datetime) -> float:
-    """Return ``value`` as epoch seconds; it must be timezone-aware."""
-    if value.tzinfo is None:
-        raise ValueError(
-            f"store times must be timezone-aware UTC datetimes, not {value!r}"
-        )
-    return value.timestamp()
-
-
-def _opt_ts(value: dt.datetime | None) -> float | None:
-    return None if value is None else _ts(value)
-
-
-def _opt_dt(value: float | None) -> dt.datetime | None:
-    return None if value is None else _from_timestamp(value, _UTC)
-
-
-def _text(value: object) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected text, found {value!r}")
-    return value
-
-
-def _opt_text(value: object) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _int(value: object) -> int:
-    if type(value) is not int:
-        raise TypeError(f"expected an integer, found {value!r}")
-    return value
-
-
-def _decode(row: Sequence[object]) -> JobRecord:
-    """Make the record of a row of ``_COLUMNS``.
-
-    Raises:
-        SerializationError: if the row is corrupted.
-    """
-    try:
-        (
-            seq,
-            job_id,
-            handler,
-            args,
-            state,
-            priority,
-            attempts,
-            max_attempts,
-            created_at,
-            run_at,
-            started_at,
-            finished_at,
-            result,
-            error,
-            worker,
-            lease_until,
-            cancel_requested,
-            timeout,
-            retry,
-        ) = row
-        return JobRecord(
-            id=_text(job_id),
-            handler=_text(handler),
-            args=_text(args),
-            state=_STATES[state],  # type: ignore[index]  # a KeyError is a corrupted row
-            priority=_int(priority),
-            attempts=_int(attempts),
-            max_attempts=_int(max_attempts),
-            created_at=_from_timestamp(created_at, _UTC),  # type: ignore[arg-type]  # checked by the call
-            run_at=_from_timestamp(run_at, _UTC),  # type: ignore[arg-type]  # checked by the call
-            started_at=_opt_dt(started_at),  # type: ignore[arg-type]  # checked by the call
-            finished_at=_opt_dt(finished_at),  # type: ignore[arg-type]  # checked by the call
-            result=_opt_text(result),
-            error=_opt_text(error),
-            worker=_opt_text(worker),
-            lease_until=_opt_dt(lease_until),  # type: ignore[arg-type]  # checked by the call
-            cancel_requested=bool(cancel_requested),
-            timeout=None if timeout is None else float(timeout),  # type: ignore[arg-type]  # checked by the call
-            retry=_opt_text(retry),
-            seq=_int(seq),
-        )
-    except _DECODE_ERRORS as cause:
-        where = f"seq {row[0]!r}, id {row[1]!r}" if len(row) > 1 else repr(row)
-        raise SerializationError(
-            f"the stored job ({where}) is corrupted and cannot be read: {cause!r}"
-        ) from cause
-
-
-def _decode_schedule(row: Sequence[object]) -> ScheduleRecord:
-    try:
-        (
-            name,
-            handler,
-            args,
-            cron,
-            every,
-            next_run_at,
-            priority,
-            timeout,
-            retry,
-            created_at,
-        ) = row
-        return ScheduleRecord(
-            name=_text(name),
-            handler=_text(handler),
-            args=_text(args),
-            cron=_opt_text(cron),
-            every=None if every is None else float(every),  # type: ignore[arg-type]  # checked by the call
-            next_run_at=_from_timestamp(next_run_at, _UTC),  # type: ignore[arg-type]  # checked by the call
-            priority=_int(priority),
-            timeout=None if timeout is None else float(timeout),  # type: ignore[arg-type]  # checked by the call
-            retry=_opt_text(retry),
-            created_at=_from_timestamp(created_at, _UTC),  # type: ignore[arg-type]  # checked by the call
-        )
-    except _DECODE_ERRORS as cause:
-        raise SerializationError(
-            f"the stored schedule {row[0]!r} is corrupted and cannot be read: {cause!r}"
-        ) from cause
-
-
-def _make_copier() -> Callable[[JobRecord, int], JobRecord]:
-    """Make ``copy(job, seq)``: ``attrs.evolve(job, seq=seq)``, three times faster.
-
-    An insert returns a new record per job, and ``attrs.evolve`` (or the
-    constructor) costs more than the rest of the insert's Python work. The copy
-    is made like attrs makes its ``__init__``: generated code that sets each
-    slot of a new instance through its descriptor, from the fields of
-    `JobRecord` as they are (so a new field is copied too).
-    """
-    names = [field.name for field in attrs.fields(JobRecord)]
-    namespace: dict[str, object] = {"_new": object.__new__, "_cls": JobRecord}
-    lines = ["def copy(job, seq):", "    new = _new(_cls)"]
-    for name in names:
-        namespace[f"_set_{name}"] = getattr(JobRecord, name).__set__
-        value = "seq" if name == "seq" else f"job.{name}"
-        lines.append(f"    _set_{name}(new, {value})")
-    lines.append("    return new")
-    exec("\n".join(lines), namespace)  # trusted code, generated above
-    return cast("Callable[[JobRecord, int], JobRecord]", namespace["copy"])
-
-
-#: ``with_seq(job, seq)``: ``job`` with that ``seq`` (for the stores' inserts).
-with_seq: Final = _make_copier()
-
-
-_Params: TypeAlias = tuple[object, ...]
-
-
-def _insert_params(
-    jobs: Sequence[JobRecord], base: int
-) -> dict[str, builtins.list[_Params]]:
-    """Return the rows of ``jobs`` (seq ``base + 1`` on), by INSERT statement."""
-    ts = _ts
-    opt = _opt_ts
-    plain: builtins.list[_Params] = []
-    options: builtins.list[_Params] = []
-    full: builtins.list[_Params] = []
-    for seq, job in enumerate(jobs, base + 1):
-        if (
-            job.started_at is None
-            and job.finished_at is None
-            and job.result is None
-            and job.error is None
-            and job.worker is None
-            and job.lease_until is None
-            and not job.cancel_requested
-        ):
-            row = (
-                seq,
-                job.id,
-                job.handler,
-                job.args,
-                job.state._value_,  # (.value is a slow property)
-                job.priority,
-                job.attempts,
-                job.max_attempts,
-                ts(job.created_at),
-                ts(job.run_at),
-            )
-            if job.timeout is None and job.retry is None:
-                plain.append(row)
-            else:
-                options.append((*row, job.timeout, job.retry))
-        else:
-            full.append(
-                (
-                    seq,
-                    job.id,
-                    job.handler,
-                    job.args,
-                    job.state._value_,
-                    job.priority,
-                    job.attempts,
-                    job.max_attempts,
-                    ts(job.created_at),
-                    ts(job.run_at),
-                    opt(job.started_at),
-                    opt(job.finished_at),
-                    job.result,
-                    job.error,
-                    job.worker,
-                    opt(job.lease_until),
-                    int(job.cancel_requested),
-                    job.timeout,
-                    job.retry,
-                )
-            )
-    statements = {_INSERT_NEW: plain, _INSERT_NEW_OPTIONS: options, _INSERT: full}
-    return {sql: rows for sql, rows in statements.items() if rows}
-
-
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _state_list(states: Collection[JobState]) -> str:
-    # Literal values (enum constants, never user text) let the planner match
-    # the partial indexes.
-    return ", ".join(f"'{state.value}'" for state in sorted(states, key=_state_key))
-
-
-def _state_key(state: JobState) -> str:
-    return state.value
-
-
-@final
-class _Database:
-    """The connection and the SQL; every method runs on the store's thread."""
-
-    __slots__ = ("_conn", "_reported")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        # Seqs of the corrupted rows already logged (once each).
-        self._reported: set[object] = set()
-
-    @classmethod
-    def open(cls, path: str, busy_timeout: float) -> _Database:
-        conn = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, cached_statements=256
-        )
-        try:
-            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
-            if mode != "wal":
-                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode != "wal":
-                raise StoreError(
-                    f"SQLite could not put {path!r} in WAL mode (it stays in {mode!r} "
-                    "mode); use a file on a local file system"
-                )
-            conn.execute("PRAGMA synchronous = FULL")
-            database = cls(conn)
-            with database._write():
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR IGNORE INTO trunner_meta (key, value) "
-                    "VALUES ('schema', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                (version,) = conn.execute(
-                    "SELECT value FROM trunner_meta WHERE key = 'schema'"
-                ).fetchone()
-            if version != str(SCHEMA_VERSION):
-                raise StoreError(
-                    f"{path!r} holds jobs in schema version {version}, but this "
-                    f"version of trunner reads version {SCHEMA_VERSION}; upgrade "
-                    "trunner"
-                )
-        except BaseException:
-            conn.close()
-            raise
-        return database
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @contextlib.contextmanager
-    def _write(self) -> Generator[sqlite3.Connection]:
-        """Run the block in one write transaction (taking the write lock first)."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # the first error matters
-                conn.rollback()  # (a no-op if SQLite rolled back already)
-            raise
-
-    def _readable(self, rows: Sequence[Sequence[object]]) -> builtins.list[JobRecord]:
-        """Decode ``rows``, leaving out (and logging once) the corrupted ones."""
-        records: builtins.list[JobRecord] = []
-        for row in rows:
-            try:
-                records.append(_decode(row))
-            except SerializationError as error:
-                if row[_SEQ] not in self._reported:
-                    self._reported.add(row[_SEQ])
-                    logger.warning("skipping a job: %s", error)
-        return records
-
-    # ------------------------------------------------------------------ jobs
-
-    def insert(
-        self, jobs: Sequence[JobRecord]
-    ) -> builtins.list[tuple[JobRecord, bool]]:
-        # The first job of each id is the one inserted; usually all are.
-        unique = len({job.id for job in jobs}) == len(jobs)
-        first: dict[str, int] = {}
-        if not unique:
-            for index, job in enumerate(jobs):
-                first.setdefault(job.id, index)
-        fresh = jobs if unique else [jobs[index] for index in first.values()]
-        with self._write() as conn:
-            row = conn.execute(_LAST_SEQ).fetchone()
-            base = 0 if row is None else row[0]
-            inserted = 0
-            for sql, params in _insert_params(fresh, base).items():
-                inserted += conn.executemany(sql, params).rowcount
-            if inserted == len(fresh):
-                stored = [
-                    (with_seq(job, seq), True)
-                    for seq, job in enumerate(fresh, base + 1)
-                ]
-            else:
-                stored = self._read_back(fresh, base)
-        if unique:
-            return stored
-        by_id = {record.id: (record, new) for record, new in stored}
-        return [
-            (by_id[job.id][0], by_id[job.id][1] and first[job.id] == index)
-            for index, job in enumerate(jobs)
-        ]
-
-    def _read_back(
-        self, fresh: Sequence[JobRecord], base: int
-    ) -> builtins.list[tuple[JobRecord, bool]]:
-        """Tell the jobs just inserted from those whose id was there already."""
-        there: dict[str, Sequence[object]] = {}
-        for chunk in _chunks([job.id for job in fresh]):
-            for found in self._conn.execute(
-                f"SELECT {_COLUMNS} FROM trunner_jobs "
-                f"WHERE id IN ({_marks(len(chunk))})",
-                chunk,
-            ):
-                there[found[_ID]] = found
-        stored: builtins.list[tuple[JobRecord, bool]] = []
-        for seq, job in enumerate(fresh, base + 1):
-            found = there[job.id]
-            if found[_SEQ] == seq:
-                stored.append((with_seq(job, seq), True))
-            else:  # an older row keeps its own seq
-                stored.append((_decode(found), False))
-        return stored
-
-    def get(self, job_id: str) -> JobRecord | None:
-        row = self._conn.execute(_GET, (job_id,)).fetchone()
-        return None if row is None else _decode(row)
-
-    def list(
-        self, state: JobState | None, handler: str | None, limit: int, offset: int
-    ) -> builtins.list[JobRecord]:
-        where: builtins.list[str] = []
-        params: builtins.list[object] = []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state.value)
-        if handler is not None:
-            where.append("handler = ?")
-            params.append(handler)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM trunner_jobs {clause}"
-            "ORDER BY seq DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        ).fetchall()
-        return self._readable(rows)
-
-    def counts(self) -> JobCounts:
-        counts = JobCounts()
-        for state, count in self._conn.execute(
-            "SELECT state, count(*) FROM trunner_jobs GROUP BY state"
-        ):
-            known = _STATES.get(state)
-            if known is None:
-                counts.unknown += count
-            else:
-                counts[known] = count
-        return counts
-
-    def claim(
-        self,
-        worker: str,
-        handlers: tuple[str, ...] | None,
-        now: dt.datetime,
-        lease_until: dt.datetime,
-        limit: int,
-    ) -> builtins.list[JobRecord]:
-        with self._write() as conn:
-            return self._claim(conn, worker, handlers, now, lease_until, limit)
-
-    def complete_and_claim(
-        self,
-        ends: Sequence[JobEnd],
-        worker: str,
-        handlers: tuple[str, ...] | None,
-        now: dt.datetime,
-        lease_until: dt.datetime,
-        limit: int,
-    ) -> tuple[tuple[bool, ...], builtins.list[JobRecord]]:
-        with self._write() as conn:
-            ended = self._end(conn, ends, worker) if ends else ()
-            claimed = (
-                self._claim(conn, worker, handlers, now, lease_until, limit)
-                if limit > 0 and handlers != ()
-                else []
-            )
-        return ended, claimed
-
-    def _end(
-        self, conn: sqlite3.Connection, ends: Sequence[JobEnd], worker: str
-    ) -> tuple[bool, ...]:
-        """Apply ``ends`` to the jobs ``worker`` holds, inside the transaction."""
-        held: set[str] = set()
-        ids = builtins.list(dict.fromkeys(end.job_id for end in ends))
-        for chunk in _chunks(ids):
-            held.update(
-                job_id
-                for (job_id,) in conn.execute(
-                    "SELECT id FROM trunner_jobs WHERE state = 'running' "
-                    f"AND worker = ? AND id IN ({_marks(len(chunk))})",
-                    (worker, *chunk),
-                )
-            )
-        # Each id ends once: a second end of the same id finds it not held.
-        ended: builtins.list[bool] = []
-        finished: builtins.list[_Params] = []
-        requeued: builtins.list[_Params] = []
-        released: builtins.list[_Params] = []
-        for end in ends:
-            job_id = end.job_id
-            if job_id not in held:
-                ended.append(False)
-                continue
-            held.discard(job_id)
-            ended.append(True)
-            at = _ts(end.at)
-            if end.state is not JobState.PENDING:
-                finished.append(
-                    (end.state._value_, at, end.result, end.error, job_id, worker)
-                )
-            elif end.run_at is not None:
-                requeued.append((_ts(end.run_at), at, end.error, job_id, worker))
-            else:
-                released.append((at, job_id, worker))
-        if finished:
-            conn.executemany(_COMPLETE, finished)
-        if requeued:
-            conn.executemany(_REQUEUE, requeued)
-        if released:
-            conn.executemany(_RELEASE, released)
-        return tuple(ended)
-
-    def _claim(
-        self,
-        conn: sqlite3.Connection,
-        worker: str,
-        handlers: tuple[str, ...] | None,
-        now: dt.datetime,
-        lease_until: dt.datetime,
-        limit: int,
-    ) -> builtins.list[JobRecord]:
-        now_ts = _ts(now)
-        lease_ts = _ts(lease_until)
-        if handlers is None:
-            sql = (
-                f"SELECT {_COLUMNS} FROM trunner_jobs {_CLAIM_INDEX} "
-                "WHERE state = 'pending' AND run_at <= ? "
-                "ORDER BY priority DESC, run_at, seq LIMIT ?"
-            )
-            params: tuple[object, ...] = (now_ts,)
-        else:
-            sql = (
-                f"SELECT {_COLUMNS} FROM trunner_jobs {_CLAIM_INDEX} "
-                "WHERE state = 'pending' AND run_at <= ? "
-                f"AND handler IN ({_marks(len(handlers))}) "
-                "ORDER BY priority DESC, run_at, seq LIMIT ?"
-            )
-            params = (now_ts, *handlers)
-        window = limit
-        # Corrupted due rows: (seq, why). Each fails its own job, once.
-        bad: builtins.list[tuple[object, str]] = []
-        while True:
-            rows = conn.execute(sql, (*params, window)).fetchall()
-            taken: builtins.list[JobRecord] = []
-            bad = []
-            for row in rows:
-                # The record as the UPDATE below leaves the row.
-                claimed: builtins.list[object] = builtins.list(row)
-                claimed[_STATE] = "running"
-                claimed[_WORKER] = worker
-                claimed[_LEASE] = lease_ts
-                claimed[_STARTED] = now_ts
-                claimed[_CANCEL] = 0
-                attempts = claimed[_ATTEMPTS]
-                if isinstance(attempts, int):
-                    claimed[_ATTEMPTS] = attempts + 1
-                try:
-                    taken.append(_decode(claimed))
-                except SerializationError as error:
-                    bad.append((row[_SEQ], str(error)))
-                    continue
-                if len(taken) == limit:
-                    break
-            # Corrupted rows fail below: look further until enough are
-            # taken or there are no more due jobs.
-            if len(taken) == limit or len(rows) < window:
-                break
-            window = limit + len(rows) - len(taken)
-        conn.executemany(
-            _CLAIM_UPDATE, [(worker, lease_ts, now_ts, job.seq) for job in taken]
-        )
-        if bad:
-            # Left PENDING, a corrupted due row would be due for ever and
-            # each claim would meet it again: it fails, once, saying why.
-            conn.executemany(
-                _FAIL_CORRUPTED, [(why, now_ts, worker, seq) for seq, why in bad]
-            )
-            for _, why in bad:
-                logger.warning("failing a corrupted job: %s", why)
-        return taken
-
-    def next_due(self, handlers: tuple[str, ...] | None) -> dt.datetime | None:
-        # A corrupted run_at (not a number) is never due: leave it out here too.
-        sql = (
-            "SELECT min(run_at) FROM trunner_jobs "
-            "WHERE state = 'pending' AND typeof(run_at) = 'real'"
-        )
-        if handlers is None:
-            row = self._conn.execute(sql).fetchone()
-        else:
-            row = self._conn.execute(
-                f"{sql} AND handler IN ({_marks(len(handlers))})", handlers
-            ).fetchone()
-        try:
-            return _opt_dt(row[0])
-        except _DECODE_ERRORS as error:
-            raise SerializationError(
-                f"a stored job is due at an impossible time: {row[0]!r}"
-            ) from error
-
-    def renew(
-        self, worker: str, job_ids: tuple[str, ...], lease_until: dt.datetime
-    ) -> RenewResult:
-        lease_ts = _ts(lease_until)
-        held: set[str] = set()
-        cancel: set[str] = set()
-        with self._write() as conn:
-            for chunk in _chunks(job_ids):
-                for job_id, cancel_requested in conn.execute(
-                    "UPDATE trunner_jobs SET lease_until = ? "
-                    "WHERE state = 'running' AND worker = ? "
-                    f"AND id IN ({_marks(len(chunk))}) RETURNING id, cancel_requested",
-                    (lease_ts, worker, *chunk),
-                ).fetchall():
-                    held.add(job_id)
-                    if cancel_requested:
-                        cancel.add(job_id)
-        return RenewResult(held=frozenset(held), cancel_requested=frozenset(cancel))
-
-    def _update_held(self, sql: str, params: tuple[object, ...]) -> bool:
-        with self._write() as conn:
-            count = conn.execute(sql, params).rowcount
-        return count == 1
-
-    def complete(
-        self,
-        job_id: str,
-        worker: str,
-        state: JobState,
-        finished_at: dt.datetime,
-        result: str | None,
-        error: str | None,
-    ) -> bool:
-        return self._update_held(
-            _COMPLETE, (state.value, _ts(finished_at), result, error, job_id, worker)
-        )
-
-    def requeue(
-        self,
-        job_id: str,
-        worker: str,
-        run_at: dt.datetime,
-        error: str | None,
-        now: dt.datetime,
-    ) -> bool:
-        return self._update_held(
-            _REQUEUE, (_ts(run_at), _ts(now), error, job_id, worker)
-        )
-
-    def release(self, job_id: str, worker: str, now: dt.datetime) -> bool:
-        return self._update_held(_RELEASE, (_ts(now), job_id, worker))
-
-    def expire_leases(self, now: dt.datetime) -> builtins.list[JobRecord]:
-        now_ts = _ts(now)
-        with self._write() as conn:
-            rows = conn.execute(
-                "UPDATE trunner_jobs SET state = 'cancelled', finished_at = ?, "
-                "lease_until = NULL WHERE state = 'running' AND lease_until < ? "
-                f"AND cancel_requested RETURNING {_COLUMNS}",
-                (now_ts, now_ts),
-            ).fetchall()
-            rows += conn.execute(
-                "UPDATE trunner_jobs SET state = 'failed', error = 'lease expired', "
-                "finished_at = ?, lease_until = NULL WHERE state = 'running' "
-                "AND lease_until < ? AND attempts >= max_attempts "
-                f"RETURNING {_COLUMNS}",
-                (now_ts, now_ts),
-            ).fetchall()
-            rows += conn.execute(
-                "UPDATE trunner_jobs SET state = 'pending', run_at = ?, "
-                "lease_until = NULL WHERE state = 'running' AND lease_until < ? "
-                f"RETURNING {_COLUMNS}",
-                (now_ts, now_ts),
-            ).fetchall()
-        rows.sort(key=lambda row: row[_SEQ])
-        return self._readable(rows)
-
-    def _change(
-        self, job_id: str, changes: Sequence[tuple[str, tuple[object, ...]]]
-    ) -> JobRecord | None:
-        """Run the first of ``changes`` that matches the job; return it after."""
-        with self._write() as conn:
-            for sql, params in changes:
-                row = conn.execute(f"{sql} RETURNING {_COLUMNS}", params).fetchone()
-                if row is not None:
-                    return _decode(row)
-            row = conn.execute(_GET, (job_id,)).fetchone()
-            return None if row is None else _decode(row)
-
-    def request_cancel(self, job_id: str, now: dt.datetime) -> JobRecord | None:
-        return self._change(
-            job_id,
-            [
-                (
-                    "UPDATE trunner_jobs SET state = 'cancelled', finished_at = ? "
-                    "WHERE id = ? AND state = 'pending'",
-                    (_ts(now), job_id),
-                ),
-                (
-                    "UPDATE trunner_jobs SET cancel_requested = 1 "
-                    "WHERE id = ? AND state = 'running' AND NOT cancel_requested",
-                    (job_id,),
-                ),
-            ],
-        )
-
-    def reset(self, job_id: str, now: dt.datetime) -> JobRecord | None:
-        return self._change(
-            job_id,
-            [
-                (
-                    "UPDATE trunner_jobs SET state = 'pending', attempts = 0, "
-                    "run_at = ?, result = NULL, error = NULL, started_at = NULL, "
-                    "finished_at = NULL, worker = NULL, lease_until = NULL, "
-                    "cancel_requested = 0 "
-                    "WHERE id = ? AND state IN ('failed', 'cancelled')",
-                    (_ts(now), job_id),
-                )
-            ],
-        )
-
-    def purge(
-        self,
-        finished_before: dt.datetime | None,
-        keep_latest: int | None,
-        states: frozenset[JobState],
-    ) -> int:
-        if not states:
-            return 0
-        where = f"state IN ({_state_list(states)})"
-        params: builtins.list[object] = []
-        bounds: builtins.list[str] = []
-        if finished_before is not None:
-            bounds.append("finished_at < ?")
-            params.append(_ts(finished_before))
-        if keep_latest is not None:
-            bounds.append(
-                f"seq NOT IN (SELECT seq FROM trunner_jobs WHERE {where} "
-                "ORDER BY finished_at DESC, seq DESC LIMIT ?)"
-            )
-            params.append(keep_latest)
-        if bounds:
-            where = f"{where} AND ({' OR '.join(bounds)})"
-        with self._write() as conn:
-            return conn.execute(
-                f"DELETE FROM trunner_jobs WHERE {where}", params
-            ).rowcount
-
-    def delete(self, job_id: str) -> bool:
-        with self._write() as conn:
-            row = conn.execute(_GET, (job_id,)).fetchone()
-            if row is None:
-                return False
-            try:
-                state = _decode(row).state
-            except SerializationError:
-                state = None  # unreadable: deleted whatever it holds
-            if state is JobState.PENDING or state is JobState.RUNNING:
-                return False
-            conn.execute("DELETE FROM trunner_jobs WHERE seq = ?", (row[_SEQ],))
-        self._reported.discard(row[_SEQ])
-        return True
-
-    # ------------------------------------------------------------- schedules
-
-    def put_schedule(self, schedule: ScheduleRecord) -> None:
-        with self._write() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO trunner_schedules ({_SCHEDULE_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    schedule.name,
-                    schedule.handler,
-                    schedule.args,
-                    schedule.cron,
-                    schedule.every,
-                    _ts(schedule.next_run_at),
-                    schedule.priority,
-                    schedule.timeout,
-                    schedule.retry,
-                    _ts(schedule.created_at),
-                ),
-            )
-
-    def delete_schedule(self, name: str) -> bool:
-        with self._write() as conn:
-            count = conn.execute(
-                "DELETE FROM trunner_schedules WHERE name = ?", (name,)
-            ).rowcount
-        return count == 1
-
-    def list_schedules(self) -> builtins.list[ScheduleRecord]:
-        schedules: builtins.list[ScheduleRecord] = []
-        for row in self._conn.execute(
-            f"SELECT {_SCHEDULE_COLUMNS} FROM trunner_schedules ORDER BY name"
-        ):
-            try:
-                schedules.append(_decode_schedule(row))
-            except SerializationError as error:
-                if ("schedule", row[0]) not in self._reported:  # once each
-                    self._reported.add(("schedule", row[0]))
-                    logger.warning("skipping a schedule: %s", error)
-        return schedules
-
-    def advance_schedule(
-        self, name: str, expected: dt.datetime, next_run_at: dt.datetime
-    ) -> bool:
-        return self._update_held(
-            "UPDATE trunner_schedules SET next_run_at = ? "
-            "WHERE name = ? AND next_run_at = ?",
-            (_ts(next_run_at), name, _ts(expected)),
-        )
 
 
 def _check_bound(name: str, value: int) -> int:
@@ -1021,8 +90,9 @@ class SQLiteJobStore:
     it out of their results, logging it once to the ``trunner.jobs`` logger; a
     claim that meets a corrupted due job makes it FAILED, with the reason as
     its error, and takes the next jobs instead; `next_due`
-    ignores a ``run_at`` that is not a number; `counts` counts it only if its
-    state is valid; `list_schedules` leaves out a corrupted schedule.
+    ignores a ``run_at`` that is not a number; `counts` counts a row whose
+    state is not a `JobState` as unknown; `list_schedules` leaves out a
+    corrupted schedule.
 
     Args:
         path: the database file, made (with its tables) on first connection.
@@ -1039,7 +109,7 @@ class SQLiteJobStore:
     _path: str
     _busy_timeout: float
     _runner: SingleThreadTaskRunner | None
-    _db: _Database | None
+    _db: Database | None
     _lock: trio.Lock
     _wakeups: Wakeups
 
@@ -1082,7 +152,7 @@ class SQLiteJobStore:
         if self._runner is None:
             raise self._not_connected()
 
-    async def _run(self, fn: Callable[[_Database, *ArgsT], T], *args: *ArgsT) -> T:
+    async def _run(self, fn: Callable[[Database, *ArgsT], T], *args: *ArgsT) -> T:
         """Run ``fn(database, *args)`` on the store's thread."""
         runner, db = self._runner, self._db
         if runner is None or db is None:
@@ -1128,7 +198,7 @@ class SQLiteJobStore:
             )
             try:
                 self._db = await runner.run(
-                    _Database.open, self._path, self._busy_timeout
+                    Database.open, self._path, self._busy_timeout
                 )
             except BaseException as error:
                 runner.shutdown()
@@ -1167,7 +237,7 @@ class SQLiteJobStore:
         if not jobs:
             await self._nothing()
             return []
-        stored = await self._run(_Database.insert, jobs)
+        stored = await self._run(Database.insert, jobs)
         wakeups = self._wakeups
         if wakeups and any(inserted for _, inserted in stored):
             wakeups.notify()
@@ -1179,7 +249,7 @@ class SQLiteJobStore:
         Raises:
             SerializationError: if its row is corrupted.
         """
-        return await self._run(_Database.get, job_id)
+        return await self._run(Database.get, job_id)
 
     async def list(
         self,
@@ -1192,11 +262,11 @@ class SQLiteJobStore:
         """Return jobs, newest (highest ``seq``) first, optionally filtered."""
         _check_bound("limit", limit)
         _check_bound("offset", offset)
-        return await self._run(_Database.list, state, handler, limit, offset)
+        return await self._run(Database.list, state, handler, limit, offset)
 
     async def counts(self) -> JobCounts:
         """Return how many jobs there are in each state (every state present)."""
-        return await self._run(_Database.counts)
+        return await self._run(Database.counts)
 
     async def claim(
         self,
@@ -1212,7 +282,7 @@ class SQLiteJobStore:
         if limit <= 0 or names == ():
             await self._nothing()
             return []
-        return await self._run(_Database.claim, worker, names, now, lease_until, limit)
+        return await self._run(Database.claim, worker, names, now, lease_until, limit)
 
     async def complete_and_claim(
         self,
@@ -1230,7 +300,7 @@ class SQLiteJobStore:
             await self._nothing()
             return CompleteResult((), ())
         ended, claimed = await self._run(
-            _Database.complete_and_claim, ends, worker, names, now, lease_until, limit
+            Database.complete_and_claim, ends, worker, names, now, lease_until, limit
         )
         if self._wakeups and any(
             done and end.state is JobState.PENDING
@@ -1259,7 +329,7 @@ class SQLiteJobStore:
         if names == ():
             await self._nothing()
             return None
-        return await self._run(_Database.next_due, names)
+        return await self._run(Database.next_due, names)
 
     async def renew(
         self, *, worker: str, job_ids: Collection[str], lease_until: dt.datetime
@@ -1269,7 +339,7 @@ class SQLiteJobStore:
         if not ids:
             await self._nothing()
             return RenewResult(held=frozenset(), cancel_requested=frozenset())
-        return await self._run(_Database.renew, worker, ids, lease_until)
+        return await self._run(Database.renew, worker, ids, lease_until)
 
     async def complete(
         self,
@@ -1288,7 +358,7 @@ class SQLiteJobStore:
         """
         check_finished_state(state)
         return await self._run(
-            _Database.complete, job_id, worker, state, finished_at, result, error
+            Database.complete, job_id, worker, state, finished_at, result, error
         )
 
     async def requeue(
@@ -1301,21 +371,21 @@ class SQLiteJobStore:
         now: dt.datetime,
     ) -> bool:
         """Make a held job PENDING again, due at ``run_at``; the attempt counts."""
-        held = await self._run(_Database.requeue, job_id, worker, run_at, error, now)
+        held = await self._run(Database.requeue, job_id, worker, run_at, error, now)
         if held:
             self._wakeups.notify()
         return held
 
     async def release(self, job_id: str, *, worker: str, now: dt.datetime) -> bool:
         """Hand a held job back, PENDING; the attempt does not count."""
-        held = await self._run(_Database.release, job_id, worker, now)
+        held = await self._run(Database.release, job_id, worker, now)
         if held:
             self._wakeups.notify()
         return held
 
     async def expire_leases(self, *, now: dt.datetime) -> builtins.list[JobRecord]:
         """Take back RUNNING jobs whose lease ended before ``now``, by ``seq``."""
-        expired = await self._run(_Database.expire_leases, now)
+        expired = await self._run(Database.expire_leases, now)
         if any(job.state is JobState.PENDING for job in expired):
             self._wakeups.notify()
         return expired
@@ -1328,7 +398,7 @@ class SQLiteJobStore:
         Raises:
             SerializationError: if its row is corrupted (nothing changes).
         """
-        return await self._run(_Database.request_cancel, job_id, now)
+        return await self._run(Database.request_cancel, job_id, now)
 
     async def reset(self, job_id: str, *, now: dt.datetime) -> JobRecord | None:
         """Put a FAILED or CANCELLED job back to PENDING with fresh attempts.
@@ -1336,7 +406,7 @@ class SQLiteJobStore:
         Raises:
             SerializationError: if its row is corrupted (nothing changes).
         """
-        record = await self._run(_Database.reset, job_id, now)
+        record = await self._run(Database.reset, job_id, now)
         if record is not None and record.state is JobState.PENDING:
             self._wakeups.notify()
         return record
@@ -1358,7 +428,7 @@ class SQLiteJobStore:
         wanted = (
             FINISHED_STATES if states is None else FINISHED_STATES & frozenset(states)
         )
-        return await self._run(_Database.purge, finished_before, keep_latest, wanted)
+        return await self._run(Database.purge, finished_before, keep_latest, wanted)
 
     # ------------------------------------------------------------ schedules
 
@@ -1367,22 +437,22 @@ class SQLiteJobStore:
 
         See `JobStore.delete`.
         """
-        return await self._run(_Database.delete, job_id)
+        return await self._run(Database.delete, job_id)
 
     async def put_schedule(self, schedule: ScheduleRecord) -> None:
         """Store ``schedule``, replacing one of the same name."""
-        await self._run(_Database.put_schedule, schedule)
+        await self._run(Database.put_schedule, schedule)
 
     async def delete_schedule(self, name: str) -> bool:
         """Delete the schedule ``name``; return whether it existed."""
-        return await self._run(_Database.delete_schedule, name)
+        return await self._run(Database.delete_schedule, name)
 
     async def list_schedules(self) -> builtins.list[ScheduleRecord]:
         """Return every schedule, by name (corrupted rows left out and logged)."""
-        return await self._run(_Database.list_schedules)
+        return await self._run(Database.list_schedules)
 
     async def advance_schedule(
         self, name: str, *, expected: dt.datetime, next_run_at: dt.datetime
     ) -> bool:
         """Move a schedule's ``next_run_at`` from ``expected`` (compare-and-set)."""
-        return await self._run(_Database.advance_schedule, name, expected, next_run_at)
+        return await self._run(Database.advance_schedule, name, expected, next_run_at)
