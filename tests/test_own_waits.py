@@ -290,3 +290,19 @@ async def test_waits_that_end_are_fine(autojump_clock: trio.testing.MockClock) -
             await sequenced.wait_idle()
             await trio.testing.wait_all_tasks_blocked()
     assert got == ["other", "run", "parallel", "own parallel", "later"]
+
+
+async def test_one_worker_parallel_runner_is_a_sequence_for_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # With max_concurrency=1 a parallel runner also runs one task at a time.
+    async with trunner.open_scheduler() as scheduler:
+        runner = scheduler.create_parallel_runner(max_concurrency=1)
+
+        async def waits_for_a_later_task() -> None:
+            with trio.fail_after(60):
+                await runner.post_task(lambda: None).wait()
+
+        with pytest.raises(RuntimeError, match=SEQUENCE_DEADLOCK):
+            await runner.post_task(waits_for_a_later_task).wait()
+        assert await runner.run(lambda: 5) == 5  # from outside: fine

@@ -182,8 +182,9 @@ class TaskHandle(Generic[T_co]):
             TaskCancelledError: if the task was cancelled or skipped.
             Exception: the exception the task raised, as itself (not wrapped),
                 with its traceback.
-            RuntimeError: when a task of a sequenced or thread runner (or a
-                trio task it started) waits for an unfinished task of the same
+            RuntimeError: when a task of a runner that runs one task at a
+                time (sequenced, thread, or ``max_concurrency=1``), or a trio
+                task it started, waits for an unfinished task of the same
                 runner, its own included: that task starts only once the
                 waiting one has ended, so the wait would never end.
         """

@@ -108,6 +108,10 @@ class WorkerPoolRunner(TaskRunner):
         runner_var.set(self)
         sequence_var.set(slot)
         ledger = self._ledger
+        if self._max_concurrency == 1:
+            # Its one worker runs one task at a time, as a sequence's does:
+            # a task of it cannot wait for another (TaskHandle.wait).
+            ledger.sequence_task = trio.lowlevel.current_task()
         fanout = self._fanout
         ex = self._execution
         limiter = self._env.limiter
