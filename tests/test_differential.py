@@ -1,17 +1,21 @@
 """The runners' fast path and their full path must be indistinguishable.
 
 The sequenced consumer inlines the start and the successful end of a task
-(the fast path), and every runner sends tasks with options through
+(the fast path); it also runs there, through ``start_attempt``, a task whose
+options are light (hooks and middleware, but no retry, timeout, offload or
+rate limit); every runner sends the other tasks with options through
 ``run_full`` (the full path of the reliability layer). This test runs the
-same workloads, in virtual time, on a bare runner (fast path) and on one with
-a no-op middleware (every task on the full path), and checks that the
-statistics, the metrics, every field of every handle, the errors reported to
-``on_error`` and the result stream are identical.
+same workloads, in virtual time, on a bare runner (fast path), on one with
+no-op hooks and a no-op middleware (the light path), and on one with those
+and a retry policy that never retries (every task on the full path), and
+checks that the statistics, the metrics, every field of every handle, the
+errors reported to ``on_error`` and the result stream are identical.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -35,12 +39,32 @@ _MISSING: Final = "<unset>"
 
 Workload = list[tuple[str, int]]
 
+#: The ways a task can run: plain, with light options, with full options.
+PATHS: Final = ("fast", "light", "full")
+
+
+#: The frames that awaited noop_middleware: which path ran the task.
+awaited_by: list[str] = []
+
 
 async def noop_middleware(
     task: trunner.TaskHandle[object], call_next: Callable[[], Awaitable[object]]
 ) -> object:
     del task
+    frame = inspect.currentframe()
+    assert frame is not None
+    assert frame.f_back is not None
+    awaited_by.append(frame.f_back.f_code.co_name)
     return await call_next()
+
+
+def noop_hook(*args: object) -> None:
+    del args
+
+
+NOOP_HOOKS: Final = trunner.TaskHooks(
+    on_queued=noop_hook, on_start=noop_hook, on_finish=noop_hook
+)
 
 
 def normalize(value: object, ids: dict[int, int]) -> object:
@@ -95,7 +119,7 @@ async def group_after(index: int, seconds: int) -> int:
 
 
 async def run_workload(
-    workload: Workload, *, layered: bool, parallel: bool, subscribe: bool
+    workload: Workload, *, path: str, parallel: bool, subscribe: bool
 ) -> object:
     """Run ``workload`` and return everything observable about how it ran."""
     reported: list[tuple[int, object]] = []
@@ -112,8 +136,11 @@ async def run_workload(
         raise AssertionError("unreachable")  # pragma: no cover  # cancelled above
 
     options: trunner.RunnerOptions = {"on_error": on_error}
-    if layered:
+    if path != "fast":
         options["middleware"] = [noop_middleware]
+        options["hooks"] = NOOP_HOOKS
+    if path == "full":
+        options["retry"] = trunner.RetryPolicy(max_attempts=1)
     opener = (
         functools.partial(trunner.open_parallel_runner, max_concurrency=2)
         if parallel
@@ -167,13 +194,13 @@ async def run_workload(
 
 
 def observe(
-    workload: Workload, *, layered: bool, parallel: bool, subscribe: bool
+    workload: Workload, *, path: str, parallel: bool, subscribe: bool
 ) -> object:
     return trio.run(
         functools.partial(
             run_workload,
             workload,
-            layered=layered,
+            path=path,
             parallel=parallel,
             subscribe=subscribe,
         ),
@@ -197,16 +224,34 @@ EVERY_KIND: Final[Workload] = [
 @pytest.mark.parametrize("parallel", [False, True], ids=["sequenced", "parallel"])
 @pytest.mark.parametrize("subscribe", [False, True], ids=["quiet", "subscribed"])
 def test_fast_path_matches_full_path(parallel: bool, subscribe: bool) -> None:
-    fast = observe(EVERY_KIND, layered=False, parallel=parallel, subscribe=subscribe)
-    full = observe(EVERY_KIND, layered=True, parallel=parallel, subscribe=subscribe)
+    fast, light, full = (
+        observe(EVERY_KIND, path=path, parallel=parallel, subscribe=subscribe)
+        for path in PATHS
+    )
 
+    assert fast == light
     assert fast == full
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("light", {"_consume"}), ("full", {"run_full"})],
+)
+def test_each_path_runs_where_it_is_named(path: str, expected: set[str]) -> None:
+    # The comparisons above are not between one path and itself: the light
+    # options' tasks are awaited by the sequenced consumer itself (but for the
+    # one with a timeout), the full options' tasks by run_full.
+    workload = [kind for kind in EVERY_KIND if kind[0] != "timeout"]
+    awaited_by.clear()
+    observe(workload, path=path, parallel=False, subscribe=False)
+
+    assert set(awaited_by) == expected
 
 
 def test_differential_observation_sees_differences() -> None:
     # The comparison is not vacuous: a different workload is seen as different.
-    first = observe(EVERY_KIND, layered=False, parallel=False, subscribe=True)
-    other = observe(EVERY_KIND[:-1], layered=False, parallel=False, subscribe=True)
+    first = observe(EVERY_KIND, path="fast", parallel=False, subscribe=True)
+    other = observe(EVERY_KIND[:-1], path="fast", parallel=False, subscribe=True)
 
     assert first != other
 
@@ -214,7 +259,10 @@ def test_differential_observation_sees_differences() -> None:
 @given(workload=differential_workloads)
 def test_fast_path_matches_full_path_property(workload: Workload) -> None:
     for parallel in (False, True):
-        fast = observe(workload, layered=False, parallel=parallel, subscribe=True)
-        full = observe(workload, layered=True, parallel=parallel, subscribe=True)
+        fast, light, full = (
+            observe(workload, path=path, parallel=parallel, subscribe=True)
+            for path in PATHS
+        )
 
+        assert fast == light
         assert fast == full

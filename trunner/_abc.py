@@ -26,6 +26,7 @@ import trio
 from ._context import runner_var
 from ._execute import Execution, offload_call
 from ._handle import RepeatingHandle, TaskHandle, next_id
+from ._hooks import logger as hook_logger
 from ._metrics import RateMeter, RunnerMetrics
 from ._options import is_async_callable, log_task_error
 from ._results import DropPolicy, ResultSubscription
@@ -33,7 +34,7 @@ from ._runner._barriers import Barriers
 from ._runner._closing import Closing
 from ._runner._ends import TaskEnds
 from ._runner._fanout import ResultFanout
-from ._runner._intake import Intake, fire_on_queued, runner_options
+from ._runner._intake import Intake, runner_options
 from ._runner._ledger import OPEN, Ledger, RunnerStatistics
 from ._runner._timers import TimerHeap
 from ._traits import MissedTicks, RepeatMode, TaskTraits
@@ -335,7 +336,12 @@ class TaskRunner(abc.ABC):
         ledger.pending += 1
         intake.push(handle)
         if opts is not None and opts.on_queued:
-            fire_on_queued(handle, opts)
+            # fire_on_queued, inline: the call is 5% of what hooks cost a task.
+            for hook in opts.on_queued:
+                try:
+                    hook(handle)
+                except Exception:
+                    hook_logger.exception("hook %r raised; the task goes on", hook)
         return handle
 
     @overload

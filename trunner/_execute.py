@@ -250,6 +250,44 @@ def release_slot(limiter: PriorityLimiter | None) -> None:
         limiter.release()
 
 
+def start_attempt(handle: TaskHandle[object], opts: TaskOptions) -> object:
+    """Start the one attempt of a light task (see `TaskOptions.light`).
+
+    Calls its on_start hooks, then its middleware (first outermost) around
+    the task's function, and returns what the outermost layer returned: the
+    coroutine of the middleware, or the function's result if there is none.
+    The caller awaits it if it is awaitable, like the result of a plain call.
+    """
+    for hook in opts.on_start:
+        try:
+            hook(handle)
+        except Exception:
+            hook_logger.exception("hook %r raised; the task goes on", hook)
+    middleware = opts.middleware
+    if not middleware:
+        return handle._fn(*handle._args)
+    outer = middleware[0]
+    call: Callable[[], Awaitable[object]] = handle._call_fn
+    if len(middleware) > 1:
+        call = wrap_inner_layers(handle, call, middleware)
+    return outer(handle, call)
+
+
+def wrap_inner_layers(
+    handle: TaskHandle[object],
+    call: Callable[[], Awaitable[object]],
+    middleware: tuple[Middleware, ...],
+) -> Callable[[], Awaitable[object]]:
+    """Wrap ``call`` in every middleware layer but the outermost, in a partial each.
+
+    The caller calls the outermost layer itself, with what this returns as its
+    ``call_next``: with one middleware, the common case, no partial is made.
+    """
+    for layer in reversed(middleware[1:]):
+        call = functools.partial(layer, handle, call)
+    return call
+
+
 async def run_full(
     ex: Execution,
     handle: TaskHandle[object],
@@ -276,8 +314,7 @@ async def run_full(
             hook_logger.exception("hook %r raised; the task goes on", hook)
     # The innermost call of an attempt: the function (or its offload), a bound
     # method. The middleware get it as their call_next: the outermost layer is
-    # called directly each attempt (with one middleware, the common case, no
-    # partial is made at all), the inner layers through partials.
+    # called directly each attempt, the inner layers through partials.
     call: Callable[[], Awaitable[object]]
     if opts.offload:
         call = functools.partial(ex.call_offloaded, handle)
@@ -287,8 +324,7 @@ async def run_full(
     outer: Middleware | None = None
     if middleware:
         outer = middleware[0]
-        for layer in reversed(middleware[1:]):
-            call = functools.partial(layer, handle, call)
+        call = wrap_inner_layers(handle, call, middleware)
     attempt = 1
     try:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import types
 from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
 import attrs
@@ -44,6 +45,7 @@ _RUNNING: Final = TaskState.RUNNING
 _SUCCEEDED: Final = TaskState.SUCCEEDED
 _FAILED: Final = TaskState.FAILED
 _isawaitable: Final = inspect.isawaitable
+_Coroutine: Final = types.CoroutineType
 
 
 def call_done_callback(
@@ -221,6 +223,8 @@ class TaskHandle(Generic[T_co]):
         # middleware. An async function's coroutine is returned as it is, so
         # middleware awaits it with no wrapper layer in between.
         result = self._fn(*self._args)
+        if type(result) is _Coroutine:  # the common case, without a Python call
+            return result  # pyright: ignore[reportUnknownVariableType]  # any coroutine
         if _isawaitable(result):
             return result
         return _ready(result)

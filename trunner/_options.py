@@ -133,11 +133,14 @@ class TaskOptions:
 
     A task posted with the runner's defaults shares the runner's options
     object, or has None when the runner uses no feature at all; the hot paths
-    test ``opts is None or opts.simple`` and skip everything else.
+    test ``opts is None or opts.simple`` and skip everything else. The
+    sequenced consumer also tests ``opts.light``: hooks and middleware, but
+    only one attempt, which it makes itself.
     """
 
     __slots__ = (
         "bucket",
+        "light",
         "middleware",
         "name",
         "offload",
@@ -173,6 +176,15 @@ class TaskOptions:
         self.middleware = middleware
         self.bucket = bucket
         self.simple = self._is_simple()
+        self.light = self._is_light()
+
+    def _is_light(self) -> bool:
+        # True when one attempt is all the task needs: no retry, no timeout,
+        # no offload, no rate limit; it may have hooks and middleware. The
+        # sequenced consumer runs such a task itself (start_attempt).
+        return not (
+            self.retry or self.timeout is not None or self.offload or self.bucket
+        )
 
     def _is_simple(self) -> bool:
         # True when the task needs nothing but to be called: the fast path.
@@ -218,6 +230,7 @@ class TaskOptions:
         copy.timeout = timeout
         copy.offload = offload
         copy.simple = copy._is_simple()
+        copy.light = copy._is_light()
         return copy
 
 

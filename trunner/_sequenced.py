@@ -23,6 +23,7 @@ from ._execute import (
     release_slot,
     run_full,
     run_task,
+    start_attempt,
 )
 from ._handle import CANCEL_REQUESTED
 from ._traits import TaskState
@@ -130,12 +131,16 @@ class ChannelRunner(TaskRunner):
                             continue  # cancelled or skipped while it waited
                         opts = handle._opts
                         self._current = handle
-                        if not limited and (opts is None or opts.simple):
+                        if not limited and (opts is None or opts.light):
                             # The fast path: a plain call, recorded. It inlines
                             # Ledger.begin and the success case of Ledger.end:
                             # this loop is the runner's throughput, and the
-                            # calls cost 6% of it. tests/test_differential.py
-                            # checks that both paths record the same.
+                            # calls cost 6% of it. A task with light options
+                            # (hooks and middleware, one attempt) runs here
+                            # too, started by start_attempt: run_full and its
+                            # coroutine would cost a quarter of the reliability
+                            # layer's overhead. tests/test_differential.py
+                            # checks that all the paths record the same.
                             if clock is None:
                                 clock = now()
                             ledger.pending -= 1
@@ -148,7 +153,10 @@ class ChannelRunner(TaskRunner):
                             if bounded:
                                 ledger.wake_room()
                             try:
-                                result = handle._fn(*handle._args)
+                                if opts is None or opts.simple:
+                                    result = handle._fn(*handle._args)
+                                else:
+                                    result = start_attempt(handle, opts)
                                 if _isawaitable(result):
                                     result = await result
                             except trio.Cancelled:

@@ -67,16 +67,18 @@ def result_of(handle: TaskHandle[object], name: str) -> TaskResult:
     draft.task_id = handle._id
     draft.name = name
     draft.state = state
+    draft.queued_at = handle._queued_at
+    draft.finished_at = handle._finished_at
+    started: float | None
     if state is _SUCCEEDED:
         draft.value = handle._result
         draft.error = None
+        started = handle._started_at
     else:
         draft.value = None
         draft.error = handle._exception()
-    draft.queued_at = handle._queued_at
-    started = getattr(handle, "_started_at", None)
+        started = getattr(handle, "_started_at", None)  # unset if it never started
     draft.started_at = started
-    draft.finished_at = handle._finished_at
     draft.attempts = 0 if started is None else handle._attempts
     # The draft becomes what it stands for: the point of a draft.
     draft.__class__ = TaskResult  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
