@@ -212,3 +212,23 @@ async def test_an_end_never_committed_runs_the_job_again_after_its_lease(
         info = await again.get_job("j")
     assert handlers.runs("sleep") == [1.0, 1.0]
     assert (info.state, info.attempts) == (JobState.SUCCEEDED, 2)
+
+
+async def test_block_exits_once_the_last_end_is_committed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A job ending during the drain wakes the drain and the worker at once, in
+    # an order Trio picks at random. When the drain ran first, the worker
+    # committed that last end and then rested with no timeout, and the block
+    # waited the 30 s flush timeout (`trunner serve` stopped 30 s late). Many
+    # rounds, so both orders are met.
+    for _ in range(20):
+        store = MemoryJobStore()
+        async with manager(store, Handlers(), grace_period=5.0) as jm:
+            await jm.submit_job("slow", "sleep", 0.5)
+            while (await jm.get_job("slow")).state is not JobState.RUNNING:  # noqa: ASYNC110  # polls the store
+                await trio.sleep(0.01)
+            leaving = trio.current_time()
+        assert trio.current_time() - leaving < 1.0
+        async with manager(store, worker=False) as admin:
+            assert (await admin.get_job("slow")).state is JobState.SUCCEEDED

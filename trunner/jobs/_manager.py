@@ -1002,8 +1002,12 @@ class JobManager:
                         _Running(record, lease_until=lease_until, claimed_at=at)
                     )
                 self._start_ready()
-            if self._ends or (claimed and len(claimed) == want):
-                continue  # more ends to commit, or maybe more jobs due
+            if self._ends or self._stopping or (claimed and len(claimed) == want):
+                # More ends to commit, maybe more jobs due, or a stop: the
+                # round may have committed the last end, and the top of the
+                # loop then returns (a stop's wake-up may have come before
+                # this round began, so resting would wait for nothing).
+                continue
             if want > 0 and not claimed:
                 await self._rest(await self._idle_wait(handlers, now))
             else:
