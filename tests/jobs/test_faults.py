@@ -34,7 +34,7 @@ from trunner.jobs import (
     open_job_manager,
 )
 from trunner.jobs._job import FINISHED_STATES
-from trunner.jobs._manager import STORE_RETRY_MAX
+from trunner.jobs._worker import STORE_RETRY_MAX
 
 from .test_manager import WALL0, Handlers, manager
 

@@ -572,7 +572,7 @@ async def test_lost_renewal_cancels_handler_before_lease_ends(
             await jm.get_job("long")
         ).state is JobState.RUNNING and trio.current_time() - t0 < 60:
             await trio.sleep(1)
-            if jm._running == {}:
+            if jm.running == 0:
                 break
         stopped_after = trio.current_time() - t0
     assert stopped_after < 30  # cancelled before its lease ended

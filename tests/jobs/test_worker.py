@@ -15,7 +15,7 @@ from trunner.jobs import (
     MemoryJobStore,
     SQLiteJobStore,
 )
-from trunner.jobs._manager import PREFETCH_HOLD
+from trunner.jobs._worker import PREFETCH_HOLD
 
 from .._spin import spin_guard
 from .test_manager import Handlers, manager, twin
