@@ -136,6 +136,31 @@ def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--concurrency", "0"),
+        ("--concurrency", "2.5"),
+        ("--grace-period", "-1"),
+        ("--grace-period", "nan"),
+        ("--grace-period", "inf"),
+        ("--grace-period", "soon"),
+    ],
+)
+def test_serve_refuses_bad_numbers_as_the_worker_does(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # trunner serve and trunner worker parse their numbers with one helper.
+    common = [HANDLERS, "--store", "memory://", option, value]
+    assert _cli.main(["worker", *common]) == 2
+    worker = capsys.readouterr().err.splitlines()[-1]
+    assert _cli.main(["serve", *common, "--token-file", "t"]) == 2
+    serve = capsys.readouterr().err.splitlines()[-1]
+
+    assert f"argument {option}: " in worker
+    assert serve.partition("error: ")[2] == worker.partition("error: ")[2]
+
+
 async def read_url(log: pathlib.Path) -> str:
     url: list[str] = []
 

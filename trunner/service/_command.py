@@ -8,7 +8,6 @@ file, never from the command line (where ``ps`` would show them).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -17,17 +16,21 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from ..jobs._cli._parse import (
+    STORE_ENV,
+    non_negative_float,
+    positive_int,
+    whole_number,
+)
 from ._auth import BearerTokens
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import AsyncIterator, Callable
 
     from ..jobs import JobStore, Registry
 
 logger: Final = logging.getLogger("trunner.service")
-
-#: The environment variable that gives ``--store`` its default.
-STORE_ENV: Final = "TRUNNER_STORE"
 
 
 class UsageError(Exception):
@@ -78,33 +81,7 @@ def read_token_file(path: str) -> BearerTokens:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
+    return whole_number(text, lambda value: 0 <= value <= 65535, "0 to 65535")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -141,14 +118,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="jobs run at once by the worker (default: 4)",
     )
     parser.add_argument(
         "--grace-period",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=10.0,
         metavar="S",
         help="seconds running jobs get to finish when stopping (default: 10)",

@@ -28,8 +28,12 @@ FINISHED_NAMES: Final = ("succeeded", "failed", "cancelled")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _float(text: str, is_valid: Callable[[float], bool], expected: str) -> float:
-    """``text`` as a finite float for which ``is_valid`` holds, or a usage error."""
+def number(text: str, is_valid: Callable[[float], bool], expected: str) -> float:
+    """``text`` as a finite float for which ``is_valid`` holds, or a usage error.
+
+    The argument types of ``trunner`` and of ``trunner serve`` (in
+    `trunner.service`) are made of this and `whole_number`.
+    """
     try:
         value = float(text)
     except ValueError:
@@ -39,22 +43,30 @@ def _float(text: str, is_valid: Callable[[float], bool], expected: str) -> float
     return value
 
 
-def _positive_float(text: str) -> float:
-    return _float(text, lambda value: value > 0, "a positive number")
-
-
-def _non_negative_float(text: str) -> float:
-    return _float(text, lambda value: value >= 0, "a number >= 0")
-
-
-def _positive_int(text: str) -> int:
+def whole_number(text: str, is_valid: Callable[[int], bool], expected: str) -> int:
+    """``text`` as an int for which ``is_valid`` holds, or a usage error."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    if not is_valid(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, not {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argument type: a finite number > 0 (seconds, mostly)."""
+    return number(text, lambda value: value > 0, "a positive number")
+
+
+def non_negative_float(text: str) -> float:
+    """An argument type: a finite number >= 0 (a grace period, an age)."""
+    return number(text, lambda value: value >= 0, "a number >= 0")
+
+
+def positive_int(text: str) -> int:
+    """An argument type: a whole number >= 1 (a concurrency, a limit)."""
+    return whole_number(text, lambda value: value >= 1, "at least 1")
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
@@ -133,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(worker)
     worker.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="jobs run at once (default: 4)",
     )
     worker.add_argument(
         "--lease",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="S",
         help=(
@@ -150,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--grace-period",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=10.0,
         metavar="S",
         help="seconds running jobs get to finish when stopping (default: 10)",
@@ -162,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--poll-interval",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         metavar="S",
         help="seconds between looks at the store for new jobs (default: 1)",
@@ -192,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--handler", help="only jobs of this handler")
     listing.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="show at most N jobs (default: 100)",
@@ -248,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(purge)
     purge.add_argument(
         "--older-than",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="S",
         help="only jobs that finished at least S seconds ago",
     )
@@ -277,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(watch)
     watch.add_argument(
         "--interval",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         metavar="S",
         help="seconds between looks at the store (default: 1)",
