@@ -1,14 +1,16 @@
 """TaskRunner: the protocol every runner implements, as a facade over its parts.
 
 A runner is made of the parts in ``trunner/_runner/``: an `Intake` (the checks
-of a post and the admission of its handle), a `Ledger` (counts, live tasks,
-the start and end of tasks), `TaskEnds` (who hears of each end), a `TimerHeap`
-(delayed and repeating tasks), `Barriers` (flushes, idle waits), a
-`ResultFanout` (subscriptions) and `Closing` (close, shutdown, cancel all),
-with the `RunnerEnvironment` its scheduler hands it. This class holds the
-public API and wires the parts; its methods delegate to them. Subclasses bring
-the queue and the task(s) that consume it: one consumer for a sequence, a pool
-of workers for a parallel runner, one OS thread for a thread runner.
+of a post and the admission of its handle), `Sending` (the posts that wait:
+``send_task``, ``run``), a `Ledger` (counts, live tasks, the start and end of
+tasks), `TaskEnds` (who hears of each end), a `TimerHeap` (delayed and
+repeating tasks), `Barriers` (flushes, idle waits), a `ResultFanout`
+(subscriptions) and `Closing` (close, shutdown, cancel all), with the
+`RunnerEnvironment` its scheduler hands it. Its base, `RunnerCore`, holds and
+wires the parts and declares the hooks of each kind of runner; this class is
+the public API, whose methods delegate to the parts. Subclasses bring the
+queue and the task(s) that consume it: one consumer for a sequence, a pool of
+workers for a parallel runner, one OS thread for a thread runner.
 
 Everything here runs on the Trio thread, so no lock is needed; posts from other
 threads are shipped to the Trio thread through the run's `trio.lowlevel.TrioToken`.
@@ -16,27 +18,17 @@ threads are shipped to the Trio thread through the run's `trio.lowlevel.TrioToke
 
 from __future__ import annotations
 
-import abc
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import attrs
-import trio
 
 from ._context import runner_var
-from ._execute import Execution, offload_call
 from ._handle import RepeatingHandle, TaskHandle, next_id
 from ._hooks import logger as hook_logger
-from ._metrics import RateMeter, RunnerMetrics
-from ._options import is_async_callable, log_task_error
 from ._results import DropPolicy, ResultSubscription
-from ._runner._barriers import Barriers
-from ._runner._closing import Closing
-from ._runner._ends import TaskEnds
-from ._runner._fanout import ResultFanout
-from ._runner._intake import Intake, runner_options
-from ._runner._ledger import OPEN, Ledger, RunnerStatistics
-from ._runner._timers import TimerHeap
+from ._runner._core import RunnerCore
+from ._runner._ledger import OPEN, RunnerStatistics
 from ._traits import MissedTicks, RepeatMode, TaskTraits
 
 if TYPE_CHECKING:
@@ -45,9 +37,8 @@ if TYPE_CHECKING:
 
     import outcome
 
-    from ._options import RunnerConfig
+    from ._metrics import RunnerMetrics
     from ._retry import RetryPolicy
-    from ._runner._environment import RunnerEnvironment
     from ._scheduler import Scheduler
     from ._util import AnyCallable
 
@@ -60,15 +51,8 @@ T = TypeVar("T")
 _get_ident: Final = threading.get_ident
 
 
-async def _wait_ended(handle: TaskHandle[object]) -> None:
-    # Wait for a handle to end, whatever its end (wait() would raise it).
-    event = trio.Event()
-    handle.add_done_callback(lambda _: event.set())
-    await event.wait()
-
-
 @attrs.define(eq=False, repr=False)
-class TaskRunner(abc.ABC):
+class TaskRunner(RunnerCore):
     """The TaskRunner protocol: what every runner of trunner does.
 
     Runners are made by a `Scheduler` (``open_*_runner`` / ``create_*_runner``)
@@ -84,141 +68,9 @@ class TaskRunner(abc.ABC):
     the statistics.
     """
 
-    _scheduler: Scheduler
-    _nursery: trio.Nursery
-    _config: RunnerConfig
-    # What the scheduler provides: slot limiter, hooks, thread calls, close.
-    _env: RunnerEnvironment
-    _name: str = attrs.field(init=False)
-    _traits: TaskTraits = attrs.field(init=False)
-    _token: trio.lowlevel.TrioToken = attrs.field(init=False)
-    # The parts (trunner/_runner/).
-    _ledger: Ledger = attrs.field(init=False)
-    _barriers: Barriers = attrs.field(init=False)
-    _fanout: ResultFanout = attrs.field(init=False)
-    _intake: Intake = attrs.field(init=False)
-    _timers: TimerHeap = attrs.field(init=False)
-    _closing: Closing = attrs.field(init=False)
-    # What the execution paths need: the ledger, the limiter, the offload.
-    _execution: Execution = attrs.field(init=False)
-
-    #: Whether the runner runs its tasks one at a time in posting order, so
-    #: that a task's FIFO place is a barrier behind every earlier task.
-    _ordered: ClassVar[bool] = False
-    #: Whether every task runs outside the Trio thread (a thread or a process
-    #: runner): each post then looks at its function.
-    _offloads_all: ClassVar[bool] = False
-
-    def __attrs_post_init__(self) -> None:
-        config = self._config
-        self._traits = traits = config.traits
-        self._name = name = config.name or f"{type(self).__name__}-{next_id()}"
-        default_opts, offload_opts = runner_options(
-            config, self._env.hooks, offloads_all=self._offloads_all
-        )
-        now = trio.lowlevel.current_clock().current_time
-        # The parts. Those made first reach those made later through a lambda,
-        # on cold paths only: the hot ones are bound directly.
-        self._ledger = ledger = Ledger(
-            self,
-            now,
-            config.max_pending,
-            config.on_error or log_task_error,
-            self._cancel_running,
-            RateMeter(now()),
-        )
-        self._barriers = barriers = Barriers(
-            ledger, lambda handle: intake.push(handle), lambda: ends.update_watching()
-        )
-        self._fanout = fanout = ResultFanout(
-            lambda: closing.is_fully_closed(), lambda: ends.update_watching()
-        )
-        # on_finish hooks hear of every task's end, like subscribers.
-        ends = TaskEnds(
-            self, ledger, barriers, fanout, finish_hooks=bool(offload_opts.on_finish)
-        )
-        ledger.notify = ends.notify
-        ledger.watching = ends.finish_hooks
-        self._token = trio.lowlevel.current_trio_token()
-        self._intake = intake = Intake(
-            self,
-            name,
-            ledger,
-            barriers,
-            traits,
-            default_opts,
-            offload_opts,
-            inspect_fn=self._offloads_all or traits.may_block,
-            ordered=self._ordered,
-            push=self._start_machinery(),
-            offloads=self._offloads,
-            token=self._token,
-        )
-        self._timers = timers = TimerHeap(
-            self._nursery, name, ledger, intake.admit, intake.post_internal
-        )
-        intake.timers = timers
-        ledger.timer_dropped = timers.dropped
-        self._closing = closing = Closing(
-            ledger,
-            timers,
-            barriers,
-            fanout,
-            traits,
-            self._running_handles,
-            self._cancel_running,
-            self._stop_intake,
-            self._release_machinery,
-            lambda: self._env.closed(self),
-        )
-        self._execution = Execution(ledger, self._env.limiter, self._call)
-
     def __repr__(self) -> str:
         state = ("open", "closing", "closed")[self._ledger.phase]
         return f"<{type(self).__name__} {self._name!r} {state}>"
-
-    # ------------------------------------------------------------ for subclasses
-
-    @abc.abstractmethod
-    def _start_machinery(self) -> Callable[[TaskHandle[object]], None]:
-        """Start the task(s) that consume the queue, in ``self._nursery``.
-
-        Returns:
-            How to queue a PENDING handle that is already counted pending.
-        """
-
-    @abc.abstractmethod
-    def _stop_intake(self) -> None:
-        """No task will be enqueued any more: let the consumers exit once idle."""
-
-    @abc.abstractmethod
-    def _running_handles(self) -> Iterable[TaskHandle[object]]:
-        """The handles that are RUNNING now."""
-
-    def _offloads(
-        self, fn: object, args: tuple[object, ...], traits: TaskTraits, what: str
-    ) -> bool:
-        """Whether ``fn`` runs in a worker thread (``may_block`` on a sync function).
-
-        A runner that cannot run ``fn`` raises `TypeError` naming ``what``.
-        """
-        return traits.may_block and not is_async_callable(fn)
-
-    async def _call(self, handle: TaskHandle[object]) -> object:
-        """Make one attempt of an offloaded task (overridden by thread runners)."""
-        return await offload_call(self._env, self._token, handle)
-
-    def _cancel_running(self, handle: TaskHandle[object]) -> bool:
-        """Cancel a RUNNING handle (a function in a thread runs to its end)."""
-        return self._ledger.stop_in_scope(handle)
-
-    def _release_machinery(self) -> None:
-        """Mark the machinery done; a subclass may first release what it holds."""
-        self._closing.machinery_done.set()
-
-    def _machinery_exited(self) -> None:
-        """Record that the consumers have all ended, however they ended."""
-        self._closing.machinery_exited()
 
     # ------------------------------------------------------------ properties
 
@@ -413,9 +265,7 @@ class TaskRunner(abc.ABC):
             RuntimeError: when a task of a full sequenced or thread runner
                 sends to that same runner: no room would come while it runs.
         """
-        intake = self._intake
-        opts = intake.options_for(fn, args, traits, name, retry, timeout)
-        return await intake.send(fn, args, opts)
+        return await self._sending.send(fn, args, traits, name, retry, timeout)
 
     @overload
     async def run(
@@ -451,21 +301,7 @@ class TaskRunner(abc.ABC):
                 runner on that same runner: the task would start only once the
                 caller has ended. Nothing is posted then.
         """
-        self._ledger.refuse_wait_in_sequence(
-            "a task it posts itself (run)",
-            "call the function directly, or post it without waiting for it",
-        )
-        handle = self.post_task(fn, *args, traits=traits)
-        try:
-            return await handle.wait()
-        except trio.Cancelled:
-            handle.cancel()
-            if not handle.done:
-                # Return only once it has ended, as run_all does: it may take
-                # time to unwind, and a function in a thread runs to its end.
-                with trio.CancelScope(shield=True):
-                    await _wait_ended(handle)
-            raise
+        return await self._sending.run(fn, args, traits)
 
     @overload
     def post_delayed_task(
@@ -603,10 +439,8 @@ class TaskRunner(abc.ABC):
                 can run, or cannot be called without arguments; nothing is
                 posted then.
         """
-        target = self._reply_runner(reply_runner)
-        return self._intake.post_with_reply(
-            task, reply, target._intake, with_result=False
-        )
+        target = self._reply_intake(reply_runner)
+        return self._intake.post_with_reply(task, reply, target, with_result=False)
 
     def post_task_and_reply_with_result(
         self,
@@ -630,19 +464,10 @@ class TaskRunner(abc.ABC):
                 can run, or ``task`` cannot be called without arguments or
                 ``reply`` with one; nothing is posted then.
         """
-        target = self._reply_runner(reply_runner)
+        target = self._reply_intake(reply_runner)
         return self._intake.post_with_reply(  # type: ignore[return-value]  # task is sync or async: either way its handle gives a T
-            task, reply, target._intake, with_result=True
+            task, reply, target, with_result=True
         )
-
-    def _reply_runner(self, reply_runner: TaskRunner | None) -> TaskRunner:
-        if reply_runner is None:
-            from ._context import current_runner  # a cycle at import time
-
-            return current_runner()
-        if not isinstance(reply_runner, TaskRunner):
-            raise TypeError(f"reply_runner must be a TaskRunner, not {reply_runner!r}")
-        return reply_runner
 
     # ------------------------------------------------------------ cancellation
 

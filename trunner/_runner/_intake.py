@@ -39,7 +39,7 @@ from .._ratelimit import TokenBucket
 from .._retry import RetryPolicy
 from .._traits import MissedTicks, RepeatMode, ShutdownBehavior, TaskState, TaskTraits
 from .._util import check_arity, check_duration, describe, refuse_generator
-from ._ledger import CLOSED, RoomWaiter
+from ._ledger import CLOSED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -325,59 +325,6 @@ class Intake:
         else:
             handle._queued_at = ledger.now()
             self.admit(handle)
-
-    # ------------------------------------------------------------ waiting for room
-
-    async def send(
-        self, fn: AnyCallable, args: tuple[object, ...], opts: TaskOptions | None
-    ) -> TaskHandle[object]:
-        """Be `TaskRunner.send_task` past its checks (`options_for`).
-
-        Post, waiting for room in a full runner.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        ledger = self.ledger
-        limit = ledger.max_pending
-        if (
-            limit is not None
-            and not ledger.phase
-            and (ledger.room_waiters or ledger.pending >= limit)
-        ):
-            if ledger.pending + len(ledger.room_waiters) >= limit:
-                # No room will be left for it while it holds a sequence.
-                ledger.refuse_wait_in_sequence(
-                    "room in its full queue (send_task)",
-                    "post_task raises QueueFullError at once instead",
-                )
-            await self.wait_room(limit)
-        handle = self.post_checked(fn, args, opts)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return handle
-
-    async def wait_room(self, limit: int) -> None:
-        """Wait, in strict FIFO order, until fewer than ``limit`` tasks are pending.
-
-        Only the first waiter may take room. A first waiter that is woken but
-        beaten to the room by a post keeps its place at the head (a parking lot
-        would requeue it at the back); a newcomer queues behind the waiters
-        even when there is room.
-        """
-        ledger = self.ledger
-        waiters = ledger.room_waiters
-        waiter = RoomWaiter()
-        waiters.append(waiter)
-        try:
-            while not ledger.phase and (
-                waiters[0] is not waiter or ledger.pending >= limit
-            ):
-                await waiter.woken.wait()
-                waiter.woken = trio.Event()
-        finally:
-            waiters.remove(waiter)
-            # The next waiter looks at what room is left once this one has
-            # posted (no checkpoint comes between), or takes it if this one
-            # was cancelled.
-            ledger.wake_room()
 
     # ------------------------------------------------------------ timers, barriers
 
