@@ -68,6 +68,12 @@ async def work(args: Work) -> int:
     return os.getpid()
 
 
+@registry.handler("fail")
+async def fail(message: str) -> None:
+    """Fail at once, with ``message``."""
+    raise RuntimeError(message)
+
+
 @registry.handler("block")
 def block(seconds: float) -> None:
     """Hold a worker thread for ``seconds`` of real time: cancelling cannot stop it."""

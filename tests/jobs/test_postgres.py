@@ -87,6 +87,16 @@ def emptied(
     return factory
 
 
+def same_schema(url: str) -> Callable[[JobStore], PostgresJobStore]:
+    """Another store object on the schema of a store, as another process opens it."""
+
+    def other_store(store: JobStore) -> PostgresJobStore:
+        assert isinstance(store, PostgresJobStore)
+        return PostgresJobStore(url, schema=store.schema)
+
+    return other_store
+
+
 def state_writer(url: str) -> Callable[[JobStore, str], Awaitable[None]]:
     """Give a stored job a state its store does not know, with raw SQL.
 
@@ -113,6 +123,7 @@ async def test_store_passes_check(check: str, shared_schema: tuple[str, str]) ->
         emptied(*shared_schema),
         only=[check],
         write_unknown_state=state_writer(shared_schema[0]),
+        other_store=same_schema(shared_schema[0]),
     )
 
 
@@ -192,7 +203,9 @@ async def test_fresh_schema_is_created_and_versioned(pg: tuple[str, str]) -> Non
     await store.disconnect()
 
     rows = sql(url, f'SELECT version, description FROM "{schema}".migrations')
-    assert [row[0] for row in rows] == [_postgres_schema.SCHEMA_VERSION]
+    assert [row[0] for row in rows] == list(
+        range(1, _postgres_schema.SCHEMA_VERSION + 1)
+    )
     tables = sql(
         url,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
@@ -221,7 +234,9 @@ async def test_reopen_keeps_data_and_migrates_once(pg: tuple[str, str]) -> None:
 
     assert record is not None
     assert record.id == "a"
-    assert sql(url, f'SELECT count(*) FROM "{schema}".migrations') == [(1,)]
+    assert sql(url, f'SELECT count(*) FROM "{schema}".migrations') == [
+        (_postgres_schema.SCHEMA_VERSION,)
+    ]
 
 
 async def test_new_migration_applies_on_reopen(
@@ -232,18 +247,18 @@ async def test_new_migration_applies_on_reopen(
     await store.connect()
     await store.insert([job("a")])
     await store.disconnect()
-    extra = (2, "a test column", ("ALTER TABLE {s}.jobs ADD COLUMN note text",))
+    new = _postgres_schema.SCHEMA_VERSION + 1
+    extra = (new, "a test column", ("ALTER TABLE {s}.jobs ADD COLUMN note text",))
     monkeypatch.setattr(
         _postgres_schema, "MIGRATIONS", (*_postgres_schema.MIGRATIONS, extra)
     )
-    monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(_postgres_schema, "SCHEMA_VERSION", new)
     await store.connect()
     assert (await store.get("a")) is not None
     await store.disconnect()
 
     assert sql(url, f'SELECT version FROM "{schema}".migrations ORDER BY 1') == [
-        (1,),
-        (2,),
+        (version,) for version in range(1, new + 1)
     ]
     assert sql(url, f'SELECT note FROM "{schema}".jobs') == [(None,)]
 
@@ -260,7 +275,7 @@ async def test_newer_schema_is_refused(pg: tuple[str, str]) -> None:
         "VALUES (99, 'from the future')",
     )
 
-    with pytest.raises(StoreError, match=r"version 99, newer than the version 1"):
+    with pytest.raises(StoreError, match=r"version 99, newer than the version 2"):
         await store.connect()
     with pytest.raises(StoreError, match="connect it first"):
         await store.get("a")

@@ -98,6 +98,16 @@ def write_unknown_state(store: JobStore, job_id: str) -> None:
 STATE_WRITERS = {"memory": None, "sqlite": write_unknown_state}
 
 
+def same_file(store: JobStore) -> JobStore:
+    """Another store object on the file of ``store``, as another process opens it."""
+    assert isinstance(store, SQLiteJobStore)
+    return SQLiteJobStore(store.path)
+
+
+# A MemoryJobStore serves one manager: it has no other writers to follow.
+OTHER_STORES = {"memory": None, "sqlite": same_file}
+
+
 # ------------------------------------------------------------ conformance
 
 
@@ -109,6 +119,7 @@ async def test_store_passes_check(kind: StoreKind, check: str, tmp_path: Path) -
             make_factory(kind, tmp_path),
             only=[check],
             write_unknown_state=STATE_WRITERS[kind],
+            other_store=OTHER_STORES[kind],
         )
 
 
@@ -116,7 +127,9 @@ async def test_store_passes_check(kind: StoreKind, check: str, tmp_path: Path) -
 async def test_store_passes_whole_suite(kind: StoreKind, tmp_path: Path) -> None:
     async with trunner.open_scheduler():
         await check_job_store(
-            make_factory(kind, tmp_path), write_unknown_state=STATE_WRITERS[kind]
+            make_factory(kind, tmp_path),
+            write_unknown_state=STATE_WRITERS[kind],
+            other_store=OTHER_STORES[kind],
         )
 
 

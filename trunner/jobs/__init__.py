@@ -34,6 +34,8 @@ from ._job import JobRecord as JobRecord
 from ._job import JobState as JobState
 from ._job import Retention as Retention
 from ._job import ScheduleRecord as ScheduleRecord
+from ._store import ChangeSource as ChangeSource
+from ._store import ChangeWatcher as ChangeWatcher
 from ._store import CompleteResult as CompleteResult
 from ._store import JobEnd as JobEnd
 from ._store import JobStore as JobStore

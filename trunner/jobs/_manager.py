@@ -126,13 +126,18 @@ class JobManager:
     # ------------------------------------------------------------ change listeners
 
     def add_listener(self, listener: Callable[[JobInfo], object]) -> None:
-        """Call ``listener(info)`` after each job state change this manager makes.
+        """Call ``listener(info)`` after each job state change.
 
         ``info`` is the job as it is after the change: submitted, claimed,
         ended, retried, cancelled, or handed back after an expired lease.
-        Changes made by other processes sharing the store are not seen.
-        Listeners run on the Trio thread in the order of the changes and must
-        not block; one that raises is logged and kept. Not a checkpoint.
+        The changes this manager makes are reported at once; those other
+        managers sharing the store make (other processes) are reported too
+        if the store is a `ChangeSource` (SQLite, Redis and PostgreSQL are),
+        read back from the store while any listener is registered (so a job
+        changed twice in quick succession may be reported once, in its later
+        state). Listeners run on the Trio thread in the order of the changes
+        and must not block; one that raises is logged and kept. Not a
+        checkpoint.
 
         Raises:
             TypeError: if ``listener`` is not callable.
@@ -516,7 +521,7 @@ async def _open_job_manager(
             store=store,
             registry=registry if registry is not None else Registry(),
             config=config,
-            changes=ChangeFeed(store, scheduler),
+            changes=ChangeFeed(store, scheduler, config.poll_interval),
             epoch0=wall0.timestamp(),
             trio0=trio.current_time(),
         )
@@ -556,6 +561,7 @@ async def _open_job_manager(
             env.closed = True
             with trio.CancelScope(shield=True):
                 await submits.close()
+                await env.changes.aclose()
             upkeep.guard_scope.cancel()
             with trio.CancelScope(shield=True), trio.move_on_after(30):
                 await store.disconnect()

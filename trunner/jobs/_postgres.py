@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import urllib.parse
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, final
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ._postgres_pool import Pool
     from ._postgres_schema import Connection
     from ._postgres_sql import Database
-    from ._store import JobEnd
+    from ._store import ChangeWatcher, JobEnd
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
@@ -174,6 +175,7 @@ class PostgresJobStore:
         "_pool_size",
         "_schema",
         "_timeout",
+        "_writer",
     )
 
     def __init__(
@@ -214,6 +216,8 @@ class PostgresJobStore:
         self._db: Database = Database(self._schema)
         self._pool: Pool | None = None
         self._lock = trio.Lock()
+        # Names this store object's changes in their NOTIFY (see watch_changes).
+        self._writer = secrets.token_hex(8)
 
     def __repr__(self) -> str:
         state = "connected" if self._pool is not None else "not connected"
@@ -276,6 +280,7 @@ class PostgresJobStore:
                 connect_timeout=self._connect_timeout,
                 timeout=self._timeout,
                 label=self._label(),
+                writer=self._writer,
             )
             try:
                 await pool.run(migrate, self._schema)
@@ -582,6 +587,58 @@ class PostgresJobStore:
         finally:
             watcher.close()
 
+    @asynccontextmanager
+    async def watch_changes(
+        self, *, poll_interval: float
+    ) -> AsyncGenerator[ChangeWatcher, None]:
+        """Follow other writers' job changes; see `ChangeSource.watch_changes`.
+
+        Triggers on the jobs table notify a channel of the schema at each
+        commit that inserts jobs or changes their state (or cancel request),
+        by any client, with the seqs of the jobs and the writer's token; the
+        watcher listens on a connection of its own, leaves out this store
+        object's own changes, and reads the jobs back (one query per batch).
+        Changes arrive as they commit (``poll_interval`` is not used); while
+        the listening connection is lost and re-established (with a backoff,
+        up to 5 s apart), changes may be missed.
+
+        Raises:
+            StoreError: if the store is not connected, or its server cannot be
+                reached.
+        """
+        from ._postgres_changes import ChangeReader
+        from ._postgres_pool import Pool
+        from ._postgres_schema import changes_channel
+
+        check_duration("poll_interval", poll_interval, allow_zero=False)
+        if self._pool is None:
+            await trio.lowlevel.checkpoint()
+            raise self._not_connected()
+        reader = ChangeReader(self._writer, self._read_seqs)
+        listener = Pool(
+            self._conninfo,
+            size=1,
+            connect_timeout=self._connect_timeout,
+            timeout=self._timeout,
+            label=self._label(),
+        )
+        watcher = PostgresWatcher(
+            listener,
+            self._schema,
+            None,
+            channel=changes_channel(self._schema),
+            accept=reader.accept,
+        )
+        await watcher.listen()
+        reader.watcher = watcher
+        try:
+            yield reader
+        finally:
+            watcher.close()
+
+    async def _read_seqs(self, seqs: Sequence[int]) -> builtins.list[JobRecord]:
+        return await self._run(self._db.by_seqs, seqs)
+
     # ------------------------------------------------------------ schedules
 
     async def put_schedule(self, schedule: ScheduleRecord) -> None:
@@ -616,15 +673,26 @@ class PostgresWatcher:
     One task waits at a time. The connection that listens is re-established
     when the server kills it; the wait after that returns True at once, since
     notifications may have been missed meanwhile.
+
+    Internally, it also listens on another ``channel`` (the schema's by
+    default), waking for the payloads that ``accept`` takes (it is given
+    each one).
     """
 
-    __slots__ = ("_conn", "_handlers", "_heard", "_pool", "_schema")
+    __slots__ = ("_accept", "_conn", "_handlers", "_heard", "_pool", "_schema")
 
     def __init__(
-        self, pool: Pool, schema: str, handlers: tuple[str, ...] | None
+        self,
+        pool: Pool,
+        schema: str,
+        handlers: tuple[str, ...] | None,
+        *,
+        channel: str | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         self._pool = pool
-        self._schema = schema
+        self._schema = schema if channel is None else channel
+        self._accept = accept
         self._handlers = None if handlers is None else frozenset(handlers)
         self._conn: Connection | None = None
         # Notifications psycopg read while it ran a statement on the connection.
@@ -658,6 +726,8 @@ class PostgresWatcher:
             self._heard = True
 
     def _wanted(self, payload: object) -> bool:
+        if self._accept is not None:
+            return isinstance(payload, str) and self._accept(payload)
         return self._handlers is None or payload in self._handlers
 
     def close(self) -> None:
@@ -681,8 +751,9 @@ class PostgresWatcher:
         pgconn.consume_input()
         heard, self._heard = self._heard, False
         while (notify := pgconn.notifies()) is not None:
-            if not heard and self._wanted(notify.extra.decode("utf-8", "replace")):
-                heard = True
+            # Each payload is looked at: accept may keep what it says.
+            wanted = self._wanted(notify.extra.decode("utf-8", "replace"))
+            heard = heard or wanted
         return heard
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109  # the protocol's

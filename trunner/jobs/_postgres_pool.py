@@ -159,6 +159,7 @@ class Pool:
         connect_timeout: float,
         timeout: float,
         label: str,
+        writer: str | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._connect_timeout = connect_timeout
@@ -182,7 +183,9 @@ class Pool:
         settings = {k: v for k, v in defaults.items() if k not in given}
         # Times come back in UTC, whatever the server's or the role's setting.
         options = given.get("options")
-        settings["options"] = f"{options or ''} -c TimeZone=UTC".strip()
+        # The writer names the connection's changes in their NOTIFY.
+        named = "" if writer is None else f" -c trunner.writer={writer}"
+        settings["options"] = f"{options or ''} -c TimeZone=UTC{named}".strip()
         self._settings = make_conninfo(conninfo, **settings)
 
     def connect_sync(self) -> Connection:

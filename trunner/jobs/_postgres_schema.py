@@ -7,6 +7,7 @@ A store's tables live in a schema of their own, created and migrated by
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Final, LiteralString, TypeAlias
 
 import psycopg
@@ -102,6 +103,76 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
             """,
         ),
     ),
+    (
+        2,
+        "the NOTIFY triggers of job changes, for other processes' listeners",
+        (
+            # Every statement that inserts jobs, or changes their state or
+            # cancel request, notifies the schema's changes channel (see
+            # `changes_channel`) with the writer's token (the connection's
+            # trunner.writer setting, empty for other clients) and the seqs
+            # of the jobs changed, in seq order, at most 300 a payload (well
+            # below PostgreSQL's 8000 bytes). PostgreSQL delivers them at
+            # commit, in commit order.
+            """
+            CREATE FUNCTION {s}.notify_changes(schema_name text, seqs bigint[])
+                RETURNS void LANGUAGE plpgsql AS $$
+            DECLARE
+                channel text := 'trunner_changes_' || left(md5(schema_name), 16);
+                writer text := coalesce(current_setting('trunner.writer', true), '');
+                payload text;
+            BEGIN
+                FOR payload IN
+                    SELECT writer || ' ' || string_agg(seq::text, ' ' ORDER BY n)
+                    FROM unnest(seqs) WITH ORDINALITY AS t(seq, n)
+                    GROUP BY (n - 1) / 300 ORDER BY (n - 1) / 300
+                LOOP
+                    PERFORM pg_notify(channel, payload);
+                END LOOP;
+            END
+            $$
+            """,
+            """
+            CREATE FUNCTION {s}.notify_inserted() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM {s}.notify_changes(
+                    TG_TABLE_SCHEMA, ARRAY(SELECT seq FROM new_rows ORDER BY seq)
+                );
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE FUNCTION {s}.notify_updated() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                seqs bigint[] := ARRAY(
+                    SELECT n.seq FROM new_rows n JOIN old_rows o ON o.seq = n.seq
+                    WHERE n.state IS DISTINCT FROM o.state
+                        OR n.cancel_requested IS DISTINCT FROM o.cancel_requested
+                    ORDER BY n.seq
+                );
+            BEGIN
+                IF cardinality(seqs) > 0 THEN
+                    PERFORM {s}.notify_changes(TG_TABLE_SCHEMA, seqs);
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER jobs_inserted AFTER INSERT ON {s}.jobs
+                REFERENCING NEW TABLE AS new_rows
+                FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_inserted()
+            """,
+            """
+            CREATE TRIGGER jobs_updated AFTER UPDATE ON {s}.jobs
+                REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_updated()
+            """,
+        ),
+    ),
 )
 
 #: The newest schema version this module knows.
@@ -126,6 +197,12 @@ def literal(query: str) -> LiteralString:
 def listen(conn: Connection, channel: str) -> None:
     """LISTEN on ``channel`` (a checked schema name)."""
     execute(conn, f'LISTEN "{channel}"')
+
+
+def changes_channel(schema: str) -> str:
+    """The channel on which ``schema``'s job changes are notified (migration 2)."""
+    digest = hashlib.md5(schema.encode(), usedforsecurity=False).hexdigest()
+    return f"trunner_changes_{digest[:16]}"
 
 
 def quoted(schema: str) -> str:

@@ -153,6 +153,22 @@ class Database:
         ).fetchone()
         return None if row is None else decode(row)
 
+    def by_seqs(
+        self, conn: Connection, seqs: Sequence[int]
+    ) -> builtins.list[JobRecord]:
+        """Return the jobs of ``seqs`` still stored, in the order of ``seqs``."""
+        rows = execute(
+            conn,
+            self._statement(
+                "by_seqs",
+                f"SELECT {COLUMNS} FROM {{s}}.jobs WHERE seq = ANY(%s::bigint[])",
+            ),
+            (builtins.list(seqs),),
+        ).fetchall()
+        order = {seq: index for index, seq in enumerate(seqs)}
+        rows.sort(key=lambda row: order[row[0]])
+        return self._readable(rows)
+
     def list(
         self,
         conn: Connection,

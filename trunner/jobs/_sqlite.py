@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, final
+from typing import TYPE_CHECKING, Final, TypeVar, TypeVarTuple, final
 
 import attrs
 import trio
@@ -35,11 +35,17 @@ from ._wakeup import Wakeups, shared_wakeups
 if TYPE_CHECKING:
     import builtins
     import datetime as dt
-    from collections.abc import AsyncGenerator, Callable, Collection, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        Awaitable,
+        Callable,
+        Collection,
+        Sequence,
+    )
 
     from .._handle import TaskHandle
     from .._thread import SingleThreadTaskRunner
-    from ._store import JobEnd, WorkWatcher
+    from ._store import ChangeWatcher, JobEnd, WorkWatcher
 
 T = TypeVar("T")
 ArgsT = TypeVarTuple("ArgsT")
@@ -57,6 +63,42 @@ def _quiet(handle: TaskHandle[object], error: BaseException) -> None:
 
 def _names(handlers: Collection[str] | None) -> tuple[str, ...] | None:
     return None if handlers is None else tuple(dict.fromkeys(handlers))
+
+
+#: Rows a change watcher reads at most per look.
+_CHANGES_READ: Final = 500
+
+
+@final
+class _ChangeWatcher:
+    """Polls a `SQLiteJobStore` for other writers' changes (a `ChangeWatcher`)."""
+
+    __slots__ = ("_last", "_poll", "_read")
+
+    def __init__(
+        self,
+        read: Callable[[int], Awaitable[tuple[int, builtins.list[JobRecord]]]],
+        last: int,
+        poll_interval: float,
+    ) -> None:
+        self._read = read
+        self._last = last
+        self._poll = poll_interval
+
+    async def changes(self, timeout: float) -> builtins.list[JobRecord]:  # noqa: ASYNC109  # the protocol's
+        """Read the jobs changed since the last look, polling until ``timeout``."""
+        deadline = trio.current_time() + check_duration("timeout", timeout)
+        while True:
+            before = self._last
+            self._last, records = await self._read(before)
+            if records:
+                return records
+            if self._last != before:
+                continue  # only this store's own changes: there may be more
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                return []
+            await trio.sleep(min(self._poll, remaining))
 
 
 @final
@@ -322,6 +364,32 @@ class SQLiteJobStore:
         del handlers
         async with self._wakeups.watch() as watcher:
             yield watcher
+
+    @contextlib.asynccontextmanager
+    async def watch_changes(
+        self, *, poll_interval: float
+    ) -> AsyncGenerator[ChangeWatcher]:
+        """Follow other writers' job changes; see `ChangeSource.watch_changes`.
+
+        SQLite tells no one of a change: every write that changes jobs stamps
+        them with the next change number (``change_seq``, indexed), and the
+        watcher reads the jobs stamped after the last number it saw, every
+        ``poll_interval`` seconds, leaving out this store object's own
+        writes. A change is seen within ``poll_interval``, from any process.
+
+        Raises:
+            StoreError: if the store is not connected.
+        """
+        poll = check_duration("poll_interval", poll_interval, allow_zero=False)
+        last = await self._run(Database.follow)
+        try:
+            yield _ChangeWatcher(self._read_changes, last, poll)
+        finally:
+            with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                await self._run(Database.unfollow)
+
+    async def _read_changes(self, last: int) -> tuple[int, builtins.list[JobRecord]]:
+        return await self._run(Database.changes_since, last, _CHANGES_READ)
 
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         """Return the earliest ``run_at`` among PENDING jobs of ``handlers``."""

@@ -3,11 +3,20 @@
 A `Database` belongs to the store's thread: the store runs each of its
 methods there (`SingleThreadTaskRunner`), one at a time, so the connection is
 never shared. Every change is one transaction (`transaction`).
+
+Each write transaction that changes jobs' states stamps the rows it changes
+with its change number (``change_seq``): one more than the greatest number
+ever handed out, read from an index under the write lock, so that the numbers
+grow in commit order. A follower (`changes_since`) reads the rows stamped
+after the last number it saw, and leaves out the transactions of its own
+`Database`. Deleting rows keeps the greatest number in ``trunner_meta``
+(``change_floor``), so that a number is never handed out twice.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Final, final
 
@@ -38,10 +47,9 @@ from ._sqlite_schema import connect, transaction
 from ._store import RenewResult
 
 if TYPE_CHECKING:
-    import contextlib
     import datetime as dt
     import sqlite3
-    from collections.abc import Collection, Iterator, Sequence
+    from collections.abc import Collection, Generator, Iterator, Sequence
 
     from ._store import JobEnd
 
@@ -55,31 +63,50 @@ _LAST_SEQ: Final = "SELECT seq FROM sqlite_sequence WHERE name = 'trunner_jobs'"
 # sorting every due job to take a few would cost more the longer the backlog.
 _CLAIM_INDEX: Final = "INDEXED BY trunner_jobs_claim"
 _GET: Final = f"SELECT {COLUMNS} FROM trunner_jobs WHERE id = ?"
+# The next change number; see the module's docstring.
+_FLOOR: Final = (
+    "SELECT CAST(value AS INTEGER) FROM trunner_meta WHERE key = 'change_floor'"
+)
+_NEXT_CHANGE: Final = (
+    "SELECT max(coalesce((SELECT max(change_seq) FROM trunner_jobs), 0), "
+    f"coalesce(({_FLOOR}), 0)) + 1"
+)
+_KEEP_FLOOR: Final = (
+    "INSERT OR REPLACE INTO trunner_meta (key, value) VALUES ('change_floor', "
+    f"max(coalesce((SELECT max(change_seq) FROM trunner_jobs), 0), "
+    f"coalesce(({_FLOOR}), 0)))"
+)
+_STAMPED: Final = "SELECT 1 FROM trunner_jobs WHERE change_seq = ? LIMIT 1"
+_CHANGES: Final = (
+    f"SELECT change_seq, {COLUMNS} FROM trunner_jobs "
+    "WHERE change_seq > ? ORDER BY change_seq LIMIT ?"
+)
+# Every statement that changes a job's state sets change_seq first: its first
+# parameter is the transaction's change number.
+_STAMP: Final = "UPDATE trunner_jobs SET change_seq = ?, "
 _CLAIM_UPDATE: Final = (
-    "UPDATE trunner_jobs SET state = 'running', worker = ?, lease_until = ?, "
+    _STAMP + "state = 'running', worker = ?, lease_until = ?, "
     "started_at = ?, attempts = attempts + 1, cancel_requested = 0 WHERE seq = ?"
 )
 _FAIL_CORRUPTED: Final = (
-    "UPDATE trunner_jobs SET state = 'failed', error = ?, finished_at = ?, "
+    _STAMP + "state = 'failed', error = ?, finished_at = ?, "
     "worker = ?, lease_until = NULL WHERE seq = ? AND state = 'pending'"
 )
 _HELD: Final = " WHERE id = ? AND state = 'running' AND worker = ?"
 _COMPLETE: Final = (
-    "UPDATE trunner_jobs SET state = ?, finished_at = ?, result = ?, "
+    _STAMP + "state = ?, finished_at = ?, result = ?, "
     "error = ?, lease_until = NULL" + _HELD
 )
 # A job whose cancellation was requested while it ran ends CANCELLED
 # instead of going back to PENDING: the request must not be lost.
 _REQUEUE: Final = (
-    "UPDATE trunner_jobs SET "
-    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+    _STAMP + "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
     "run_at = CASE WHEN cancel_requested THEN run_at ELSE ? END, "
     "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
     "error = ?, lease_until = NULL" + _HELD
 )
 _RELEASE: Final = (
-    "UPDATE trunner_jobs SET "
-    "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+    _STAMP + "state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
     "finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END, "
     "attempts = CASE WHEN cancel_requested THEN attempts "
     "ELSE max(attempts - 1, 0) END, lease_until = NULL" + _HELD
@@ -109,12 +136,17 @@ def _state_key(state: JobState) -> str:
 class Database:
     """The connection and the SQL; every method runs on the store's thread."""
 
-    __slots__ = ("_conn", "_reported")
+    __slots__ = ("_conn", "_followers", "_number", "_own", "_reported")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         # Seqs of the corrupted rows already logged (once each).
         self._reported: set[object] = set()
+        # The change number of the write transaction under way (0: none yet).
+        self._number = 0
+        # The change numbers this Database committed, while followed.
+        self._own: set[int] = set()
+        self._followers = 0
 
     @classmethod
     def open(cls, path: str, busy_timeout: float) -> Database:
@@ -124,9 +156,59 @@ class Database:
     def close(self) -> None:
         self._conn.close()
 
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    @contextlib.contextmanager
+    def _write(self) -> Generator[sqlite3.Connection]:
         """Run the block in one write transaction (taking the write lock first)."""
-        return transaction(self._conn)
+        self._number = own = 0
+        with transaction(self._conn) as conn:
+            yield conn
+            # A number that stamped no row is handed out again: not ours.
+            if (
+                self._number
+                and self._followers
+                and conn.execute(_STAMPED, (self._number,)).fetchone()
+            ):
+                own = self._number
+        if own:
+            self._own.add(own)
+
+    def _stamp(self, conn: sqlite3.Connection) -> int:
+        """The change number of the write transaction under way."""
+        if not self._number:
+            (self._number,) = conn.execute(_NEXT_CHANGE).fetchone()
+        return self._number
+
+    # --------------------------------------------------------------- changes
+
+    def follow(self) -> int:
+        """Start following changes; return the last change number so far."""
+        self._followers += 1
+        (last,) = self._conn.execute(_NEXT_CHANGE).fetchone()
+        return int(last) - 1
+
+    def unfollow(self) -> None:
+        self._followers = max(0, self._followers - 1)
+        if not self._followers:
+            self._own.clear()
+
+    def changes_since(
+        self, last: int, limit: int
+    ) -> tuple[int, builtins.list[JobRecord]]:
+        """Return the last change number read, and the jobs changed after ``last``.
+
+        The jobs are those other `Database` objects changed (in this process or
+        another), as stored now, in the order of their last change; at most
+        ``limit`` rows are read.
+        """
+        rows = self._conn.execute(_CHANGES, (last, limit)).fetchall()
+        if not rows:
+            return last, []
+        own = self._own
+        last = rows[-1][0]
+        theirs = [row[1:] for row in rows if row[0] not in own]
+        if own:
+            self._own = {change for change in own if change > last}
+        return last, self._readable(theirs)
 
     def _readable(self, rows: Sequence[Sequence[object]]) -> builtins.list[JobRecord]:
         """Decode ``rows``, leaving out (and logging once) the corrupted ones."""
@@ -156,7 +238,8 @@ class Database:
             row = conn.execute(_LAST_SEQ).fetchone()
             base = 0 if row is None else row[0]
             inserted = 0
-            for sql, params in insert_params(fresh, base).items():
+            change = self._stamp(conn)
+            for sql, params in insert_params(fresh, base, change).items():
                 inserted += conn.executemany(sql, params).rowcount
             if inserted == len(fresh):
                 stored = [
@@ -278,6 +361,7 @@ class Database:
         finished: builtins.list[Params] = []
         requeued: builtins.list[Params] = []
         released: builtins.list[Params] = []
+        change = self._stamp(conn) if held else 0
         for end in ends:
             job_id = end.job_id
             if job_id not in held:
@@ -287,13 +371,14 @@ class Database:
             ended.append(True)
             at = ts(end.at)
             if end.state is not JobState.PENDING:
+                state = end.state._value_
                 finished.append(
-                    (end.state._value_, at, end.result, end.error, job_id, worker)
+                    (change, state, at, end.result, end.error, job_id, worker)
                 )
             elif end.run_at is not None:
-                requeued.append((ts(end.run_at), at, end.error, job_id, worker))
+                requeued.append((change, ts(end.run_at), at, end.error, job_id, worker))
             else:
-                released.append((at, job_id, worker))
+                released.append((change, at, job_id, worker))
         if finished:
             conn.executemany(_COMPLETE, finished)
         if requeued:
@@ -358,14 +443,19 @@ class Database:
             if len(taken) == limit or len(rows) < window:
                 break
             window = limit + len(rows) - len(taken)
+        if not taken and not bad:
+            return taken
+        change = self._stamp(conn)
         conn.executemany(
-            _CLAIM_UPDATE, [(worker, lease_ts, now_ts, job.seq) for job in taken]
+            _CLAIM_UPDATE,
+            [(change, worker, lease_ts, now_ts, job.seq) for job in taken],
         )
         if bad:
             # Left PENDING, a corrupted due row would be due for ever and
             # each claim would meet it again: it fails, once, saying why.
             conn.executemany(
-                _FAIL_CORRUPTED, [(why, now_ts, worker, seq) for seq, why in bad]
+                _FAIL_CORRUPTED,
+                [(change, why, now_ts, worker, seq) for seq, why in bad],
             )
             for _, why in bad:
                 logger.warning("failing a corrupted job: %s", why)
@@ -411,7 +501,7 @@ class Database:
 
     def _update_held(self, sql: str, params: tuple[object, ...]) -> bool:
         with self._write() as conn:
-            count = conn.execute(sql, params).rowcount
+            count = conn.execute(sql, (self._stamp(conn), *params)).rowcount
         return count == 1
 
     def complete(
@@ -443,24 +533,32 @@ class Database:
     def expire_leases(self, now: dt.datetime) -> builtins.list[JobRecord]:
         now_ts = ts(now)
         with self._write() as conn:
+            # Stamped only when a lease did expire (the usual answer is none).
+            if not conn.execute(
+                "SELECT 1 FROM trunner_jobs WHERE state = 'running' "
+                "AND lease_until < ? LIMIT 1",
+                (now_ts,),
+            ).fetchone():
+                return []
+            change = self._stamp(conn)
             rows = conn.execute(
-                "UPDATE trunner_jobs SET state = 'cancelled', finished_at = ?, "
+                _STAMP + "state = 'cancelled', finished_at = ?, "
                 "lease_until = NULL WHERE state = 'running' AND lease_until < ? "
                 f"AND cancel_requested RETURNING {COLUMNS}",
-                (now_ts, now_ts),
+                (change, now_ts, now_ts),
             ).fetchall()
             rows += conn.execute(
-                "UPDATE trunner_jobs SET state = 'failed', error = 'lease expired', "
+                _STAMP + "state = 'failed', error = 'lease expired', "
                 "finished_at = ?, lease_until = NULL WHERE state = 'running' "
                 "AND lease_until < ? AND attempts >= max_attempts "
                 f"RETURNING {COLUMNS}",
-                (now_ts, now_ts),
+                (change, now_ts, now_ts),
             ).fetchall()
             rows += conn.execute(
-                "UPDATE trunner_jobs SET state = 'pending', run_at = ?, "
+                _STAMP + "state = 'pending', run_at = ?, "
                 "lease_until = NULL WHERE state = 'running' AND lease_until < ? "
                 f"RETURNING {COLUMNS}",
-                (now_ts, now_ts),
+                (change, now_ts, now_ts),
             ).fetchall()
         rows.sort(key=lambda row: row[SEQ])
         return self._readable(rows)
@@ -471,7 +569,9 @@ class Database:
         """Run the first of ``changes`` that matches the job; return it after."""
         with self._write() as conn:
             for sql, params in changes:
-                row = conn.execute(f"{sql} RETURNING {COLUMNS}", params).fetchone()
+                row = conn.execute(
+                    f"{sql} RETURNING {COLUMNS}", (self._stamp(conn), *params)
+                ).fetchone()
                 if row is not None:
                     return decode(row)
             row = conn.execute(_GET, (job_id,)).fetchone()
@@ -482,12 +582,12 @@ class Database:
             job_id,
             [
                 (
-                    "UPDATE trunner_jobs SET state = 'cancelled', finished_at = ? "
+                    _STAMP + "state = 'cancelled', finished_at = ? "
                     "WHERE id = ? AND state = 'pending'",
                     (ts(now), job_id),
                 ),
                 (
-                    "UPDATE trunner_jobs SET cancel_requested = 1 "
+                    _STAMP + "cancel_requested = 1 "
                     "WHERE id = ? AND state = 'running' AND NOT cancel_requested",
                     (job_id,),
                 ),
@@ -499,7 +599,7 @@ class Database:
             job_id,
             [
                 (
-                    "UPDATE trunner_jobs SET state = 'pending', attempts = 0, "
+                    _STAMP + "state = 'pending', attempts = 0, "
                     "run_at = ?, result = NULL, error = NULL, started_at = NULL, "
                     "finished_at = NULL, worker = NULL, lease_until = NULL, "
                     "cancel_requested = 0 "
@@ -532,6 +632,7 @@ class Database:
         if bounds:
             where = f"{where} AND ({' OR '.join(bounds)})"
         with self._write() as conn:
+            conn.execute(_KEEP_FLOOR)
             return conn.execute(
                 f"DELETE FROM trunner_jobs WHERE {where}", params
             ).rowcount
@@ -547,6 +648,7 @@ class Database:
                 state = None  # unreadable: deleted whatever it holds
             if state is JobState.PENDING or state is JobState.RUNNING:
                 return False
+            conn.execute(_KEEP_FLOOR)
             conn.execute("DELETE FROM trunner_jobs WHERE seq = ?", (row[SEQ],))
         self._reported.discard(row[SEQ])
         return True
@@ -595,8 +697,10 @@ class Database:
     def advance_schedule(
         self, name: str, expected: dt.datetime, next_run_at: dt.datetime
     ) -> bool:
-        return self._update_held(
-            "UPDATE trunner_schedules SET next_run_at = ? "
-            "WHERE name = ? AND next_run_at = ?",
-            (ts(next_run_at), name, ts(expected)),
-        )
+        with self._write() as conn:
+            count = conn.execute(
+                "UPDATE trunner_schedules SET next_run_at = ? "
+                "WHERE name = ? AND next_run_at = ?",
+                (ts(next_run_at), name, ts(expected)),
+            ).rowcount
+        return count == 1

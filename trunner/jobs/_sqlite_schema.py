@@ -2,8 +2,9 @@
 
 `connect` opens the file in WAL mode with ``synchronous=FULL``, makes the
 tables and indexes if they are missing, and refuses a file written in a newer
-schema (`SCHEMA_VERSION`, kept in ``trunner_meta``). `transaction` is the one
-way to write: it takes the write lock first (``BEGIN IMMEDIATE``).
+schema (`SCHEMA_VERSION`, kept in ``trunner_meta``), migrating an older one
+(`MIGRATIONS`). `transaction` is the one way to write: it takes the write lock
+first (``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
 #: The schema this module writes; a file of a newer one is refused.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+
+#: The migrations of a file made by an older version, in order: (the version
+#: it brings the file to, its statements). Append new ones; never change one.
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
+    # The change counter: every write that changes jobs' states stamps them
+    # with the next number (see ``Database``), which other processes follow.
+    (2, ("ALTER TABLE trunner_jobs ADD COLUMN change_seq INTEGER",)),
+)
 
 _SCHEMA: Final = (
     """
@@ -49,7 +58,8 @@ _SCHEMA: Final = (
         lease_until REAL,
         cancel_requested INTEGER NOT NULL,
         timeout REAL,
-        retry TEXT
+        retry TEXT,
+        change_seq INTEGER
     )
     """,
     # Partial indexes: each is maintained only for the rows it serves, so an
@@ -90,6 +100,12 @@ _SCHEMA: Final = (
 )
 
 
+# Made once the column is there (a migrated file gets it with the migration).
+_CHANGES_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS trunner_jobs_changes ON trunner_jobs (change_seq)"
+)
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Generator[sqlite3.Connection]:
     """Run the block in one write transaction (taking the write lock first)."""
@@ -101,6 +117,22 @@ def transaction(conn: sqlite3.Connection) -> Generator[sqlite3.Connection]:
         with contextlib.suppress(sqlite3.Error):  # the first error matters
             conn.rollback()  # (a no-op if SQLite rolled back already)
         raise
+
+
+def _migrate(conn: sqlite3.Connection, version: str) -> str:
+    """Bring a file of an older schema to `SCHEMA_VERSION`; return its version."""
+    for target, statements in MIGRATIONS:
+        if not version.isdigit() or int(version) >= target:
+            continue
+        for statement in statements:
+            conn.execute(statement)
+        version = str(target)
+        conn.execute(
+            "UPDATE trunner_meta SET value = ? WHERE key = 'schema'", (version,)
+        )
+    if version == str(SCHEMA_VERSION):
+        conn.execute(_CHANGES_INDEX)
+    return version
 
 
 def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
@@ -134,6 +166,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
             (version,) = conn.execute(
                 "SELECT value FROM trunner_meta WHERE key = 'schema'"
             ).fetchone()
+            version = _migrate(conn, version)
         if version != str(SCHEMA_VERSION):
             raise StoreError(
                 f"{path!r} holds jobs in schema version {version}, but this "

@@ -188,6 +188,59 @@ class WorkWatcher(Protocol):
 
 
 @runtime_checkable
+class ChangeWatcher(Protocol):
+    """Other writers' job changes, from `ChangeSource.watch_changes`."""
+
+    async def changes(self, timeout: float) -> Sequence[JobRecord]:  # noqa: ASYNC109  # the protocol's
+        """Wait for jobs that other writers changed, or for ``timeout`` seconds.
+
+        Returns the jobs changed since the watcher was opened, or since the
+        previous call, through any other store object on the same store (in
+        this process or another): inserted, claimed, ended, requeued,
+        released, cancelled (or asked to be), reset, taken back from an
+        expired lease. Each job is returned as stored when read (so a job
+        changed twice may be returned once, in its later state), in the order
+        of the changes; changes made through this store object are left out
+        (its manager reports them itself). An empty answer means the timeout
+        passed. A watcher may return before the timeout with a part of what
+        is pending; the next call returns the rest.
+
+        A lost connection is re-established by the watcher (changes made
+        meanwhile may be missed); `StoreError` is raised only for a failure
+        that retrying cannot mend, such as a disconnected store.
+
+        A checkpoint; cancelling it loses nothing that was not returned.
+        """
+        ...
+
+
+@runtime_checkable
+class ChangeSource(Protocol):
+    """A store that tells of job changes made by other processes: optional.
+
+    A `JobStore` that also has this method lets a `JobManager` report, to its
+    listeners (`JobManager.add_listener`), the changes that other managers
+    sharing the store make: a front end (``worker=False``) then sees the
+    claims and ends of the workers. A store without it still works; its
+    manager reports only its own changes. `trunner.testing.check_job_store`
+    checks it, given ``other_store``.
+    """
+
+    def watch_changes(
+        self, *, poll_interval: float
+    ) -> contextlib.AbstractAsyncContextManager[ChangeWatcher]:
+        """Follow other writers' job changes for the ``async with`` block.
+
+        Changes made after entering are reported (see `ChangeWatcher.changes`).
+        A store that cannot be told of changes looks for them every
+        ``poll_interval`` seconds; one that is told (a channel, ``NOTIFY``)
+        may ignore it. Entering and leaving are checkpoints; the store must
+        be connected while the watcher is open.
+        """
+        ...
+
+
+@runtime_checkable
 class JobStore(Protocol):
     """A durable home for jobs: the extension point for backends.
 

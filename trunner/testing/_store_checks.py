@@ -18,7 +18,7 @@ from ..jobs._job import (
     JobState,
     ScheduleRecord,
 )
-from ..jobs._store import JobEnd, JobStore, WorkWatcher
+from ..jobs._store import ChangeSource, ChangeWatcher, JobEnd, JobStore, WorkWatcher
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +30,10 @@ _StoreFactory: TypeAlias = "Callable[[], JobStore] | Callable[[], Awaitable[JobS
 # What check_job_store may take to make a stored job's state unknown.
 _StateWriter: TypeAlias = (
     "Callable[[JobStore, str], None] | Callable[[JobStore, str], Awaitable[None]]"
+)
+# What check_job_store may take to open the same store a second time.
+_OtherStore: TypeAlias = (
+    "Callable[[JobStore], JobStore] | Callable[[JobStore], Awaitable[JobStore]]"
 )
 _CheckFn: TypeAlias = "Callable[[JobStore], Awaitable[None]]"
 _HookedCheckFn: TypeAlias = "Callable[[JobStore, _Hooks], Awaitable[None]]"
@@ -48,6 +52,15 @@ class _Hooks:
     """What the caller gave check_job_store to reach behind the store's back."""
 
     write_unknown_state: _StateWriter | None
+    other_store: _OtherStore | None = None
+
+    async def open_other(self, store: JobStore) -> JobStore:
+        assert self.other_store is not None
+        made: object = self.other_store(store)
+        other = await made if inspect.isawaitable(made) else made
+        if not isinstance(other, JobStore):
+            raise TypeError(f"other_store must make a JobStore, not {other!r}")
+        return other
 
     async def make_state_unknown(self, store: JobStore, job_id: str) -> None:
         assert self.write_unknown_state is not None
@@ -117,6 +130,7 @@ async def check_job_store(
     *,
     only: Iterable[str] | None = None,
     write_unknown_state: _StateWriter | None = None,
+    other_store: _OtherStore | None = None,
 ) -> None:
     """Check that a `JobStore` does what the protocol says, or raise.
 
@@ -132,7 +146,9 @@ async def check_job_store(
     schedules (with a compare-and-set advance that exactly one of several
     concurrent callers wins); reconnection keeping the data; that every
     method is a checkpoint; and, given ``write_unknown_state``, that a job
-    whose stored state is unknown is counted as such and never claimed.
+    whose stored state is unknown is counted as such and never claimed;
+    and, given ``other_store``, that a `~trunner.jobs.ChangeSource` store
+    reports the changes another store object makes, and not its own.
 
     A plain async function, usable from any test framework, and a
     checkpoint; cancelling it disconnects the store of the check under way.
@@ -154,6 +170,12 @@ async def check_job_store(
             store keeps some). The check ``unknown_state`` needs it and is
             skipped without it; give it for a store whose rows can hold
             such a state.
+        other_store: a function (plain or async) called with a connected
+            store, which returns another, unconnected store object on the
+            same data (as another process would open it: the same file,
+            schema or key prefix). The check ``changes`` needs it, and the
+            store to be a `~trunner.jobs.ChangeSource`; it is skipped
+            otherwise.
 
     Raises:
         AssertionError: naming the first check that failed and what was wrong.
@@ -169,7 +191,7 @@ async def check_job_store(
             f"unknown job store checks {unknown}; "
             "see trunner.testing.job_store_checks()"
         )
-    hooks = _Hooks(write_unknown_state)
+    hooks = _Hooks(write_unknown_state, other_store)
     for name in names:
         check = _CHECKS[name]
         if check.is_runnable(hooks):
@@ -996,6 +1018,70 @@ async def _check_watch(store: JobStore) -> None:
             await watcher.wait(3600)
         await _insert(store, _job("d"))
         await _woken(watcher, "an insert after a cancelled wait")
+
+
+async def _changes_until(
+    watcher: ChangeWatcher, job_id: str, state: JobState, seen: list[JobRecord]
+) -> None:
+    """Add to ``seen`` what ``watcher`` reports until ``job_id`` is in ``state``."""
+    with trio.move_on_after(_WAKE_TIMEOUT) as scope:
+        while not any(r.id == job_id and r.state is state for r in seen):
+            seen.extend(await watcher.changes(_WAKE_TIMEOUT))
+    _expect(
+        not scope.cancelled_caught,
+        f"the change watcher did not report {job_id!r} {state.value} within "
+        f"{_WAKE_TIMEOUT} s (it reported {[(r.id, r.state.value) for r in seen]})",
+    )
+
+
+@_hooked_check("other_store")
+async def _check_changes(store: JobStore, hooks: _Hooks) -> None:
+    """A change watcher reports other store objects' changes in order, not its own."""
+    if not isinstance(store, ChangeSource):
+        return
+    other = await hooks.open_other(store)
+    await other.connect()
+    try:
+        await _insert(store, _job("mine"))
+        seen: list[JobRecord] = []
+        async with store.watch_changes(poll_interval=0.05) as watcher:
+            _expect(
+                isinstance(watcher, ChangeWatcher),
+                "watch_changes must yield a ChangeWatcher",
+            )
+            _equal(await watcher.changes(0), [], "changes before any change")
+            await _insert(store, _job("mine-too"))
+            await _insert(other, _job("theirs", handler="t"))
+            await _changes_until(watcher, "theirs", JobState.PENDING, seen)
+            claimed = await _claim(other, handlers=["t"])
+            _equal(_ids(claimed), ["theirs"], "the other store's claim")
+            await _changes_until(watcher, "theirs", JobState.RUNNING, seen)
+            await other.complete(
+                "theirs", worker=_WORKER, state=JobState.SUCCEEDED, finished_at=_at(1)
+            )
+            await _changes_until(watcher, "theirs", JobState.SUCCEEDED, seen)
+            await other.request_cancel("mine", now=_at(2))
+            await _changes_until(watcher, "mine", JobState.CANCELLED, seen)
+            await other.reset("mine", now=_at(3))
+            await _changes_until(watcher, "mine", JobState.PENDING, seen)
+            # This store's own changes, before and after, are never reported.
+            await store.request_cancel("mine", now=_at(4))
+            await _complete_and_claim(other, [], limit=10)
+            await _changes_until(watcher, "mine-too", JobState.RUNNING, seen)
+        states = [(record.id, record.state) for record in seen]
+        _expect(
+            ("mine-too", JobState.PENDING) not in states
+            and states.count(("mine", JobState.CANCELLED)) == 1,
+            f"the watcher reported this store's own changes: {states}",
+        )
+        order = [state for job_id, state in states if job_id == "theirs"]
+        _equal(
+            sorted(order, key=list(JobState).index),
+            order,
+            "the order of the other store's changes to one job",
+        )
+    finally:
+        await other.disconnect()
 
 
 @_check
