@@ -133,6 +133,16 @@ def state_writer(url: str) -> Callable[[JobStore, str], Awaitable[None]]:
 # ---------------------------------------------------------------- conformance
 
 
+def same_prefix(url: str) -> Callable[[JobStore], RedisJobStore]:
+    """Another store object on the keys of a store, as another process opens it."""
+
+    def other_store(store: JobStore) -> RedisJobStore:
+        assert isinstance(store, RedisJobStore)
+        return RedisJobStore(url, prefix=store.prefix)
+
+    return other_store
+
+
 @pytest.mark.parametrize("check", trunner.testing.job_store_checks())
 async def test_check_job_store(check: str) -> None:
     url = require_redis()
@@ -145,7 +155,10 @@ async def test_check_job_store(check: str) -> None:
     try:
         async with trunner.open_scheduler():
             await trunner.testing.check_job_store(
-                factory, only=[check], write_unknown_state=state_writer(url)
+                factory,
+                only=[check],
+                write_unknown_state=state_writer(url),
+                other_store=same_prefix(url),
             )
     finally:
         for prefix in prefixes:
@@ -158,7 +171,8 @@ async def test_check_job_store_on_a_cluster(cluster_ports: list[int]) -> None:
     # Several prefixes: their stores land in different slots, on different nodes.
     async with trunner.open_scheduler():
         await trunner.testing.check_job_store(
-            lambda: RedisJobStore(f"redis+cluster://{nodes}", prefix=unique_name("c"))
+            lambda: RedisJobStore(f"redis+cluster://{nodes}", prefix=unique_name("c")),
+            other_store=same_prefix(f"redis+cluster://{nodes}"),
         )
 
 

@@ -110,6 +110,12 @@ def _redact(conninfo: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def _parse_change(message: str) -> tuple[str, builtins.list[int]]:
+    """The writer and the seqs of a message of the changes channel."""
+    writer, _, seqs = message.partition(" ")
+    return writer, [int(seq) for seq in seqs.split()]
+
+
 def _names(handlers: Collection[str] | None) -> tuple[str, ...] | None:
     return None if handlers is None else tuple(dict.fromkeys(handlers))
 
@@ -606,7 +612,7 @@ class PostgresJobStore:
             StoreError: if the store is not connected, or its server cannot be
                 reached.
         """
-        from ._postgres_changes import ChangeReader
+        from ._change_reader import ChangeReader
         from ._postgres_pool import Pool
         from ._postgres_schema import changes_channel
 
@@ -614,7 +620,7 @@ class PostgresJobStore:
         if self._pool is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
-        reader = ChangeReader(self._writer, self._read_seqs)
+        reader = ChangeReader(self._writer, _parse_change, self._read_seqs)
         listener = Pool(
             self._conninfo,
             size=1,

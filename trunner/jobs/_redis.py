@@ -10,7 +10,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import importlib
+import json
 import logging
+import secrets
 from typing import TYPE_CHECKING, Final, cast, final
 
 import attrs
@@ -21,6 +23,7 @@ from .._errors import NoCurrentSchedulerError
 from .._traits import ShutdownBehavior, TaskTraits
 from .._util import check_duration
 from . import _redis_lua as lua
+from ._change_reader import ChangeReader
 from ._errors import SerializationError, StoreError
 from ._job import (
     FINISHED_STATES,
@@ -30,7 +33,7 @@ from ._job import (
     ScheduleRecord,
     check_finished_state,
 )
-from ._redis_client import DURABLE, Connection, Reply, text
+from ._redis_client import Connection, Reply, text
 from ._redis_codec import (
     check_prefix,
     decode_job,
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
 
     from .._handle import TaskHandle
     from .._sequenced import SequencedTaskRunner
-    from ._store import JobEnd
+    from ._store import ChangeWatcher, JobEnd
 
 logger: Final = logging.getLogger("trunner.jobs")
 
@@ -116,7 +119,7 @@ class RedisJobStore:
         ValueError: for a malformed URL or option, naming it.
     """
 
-    __slots__ = ("_address", "_connection", "_lock", "_runner", "_seq_key")
+    __slots__ = ("_address", "_connection", "_lock", "_runner", "_seq_key", "_writer")
 
     def __init__(
         self, url: str, *, prefix: str | None = None, timeout: float | None = None
@@ -136,6 +139,8 @@ class RedisJobStore:
         self._connection: Connection | None = None
         self._runner: SequencedTaskRunner | None = None
         self._lock = trio.Lock()
+        # Names this store object's changes on the changes channel.
+        self._writer = secrets.token_hex(8)
 
     def __repr__(self) -> str:
         state = "connected" if self._connection is not None else "not connected"
@@ -180,60 +185,20 @@ class RedisJobStore:
                     "'async with trunner.open_scheduler():' (open_job_manager "
                     "opens one)"
                 ) from None
-            connection = Connection(self._address)
+            connection = Connection(
+                self._address,
+                seq_key=self._seq_key,
+                head=f"{self.key_prefix}\n{self._writer}",
+            )
             # Cancelled when the scheduler closes, if nobody disconnected first.
             runner = scheduler.create_sequenced_runner(
                 name=f"redis-store:{self._address.describe()}",
                 traits=_CONNECTION_TRAITS,
                 on_error=_quiet,
             )
-            ready = trio.Event()
-            failure: builtins.list[BaseException] = []
-            runner.post_task(connection.serve, ready, failure)
-            try:
-                await ready.wait()
-                if failure:
-                    raise StoreError(
-                        f"cannot connect to {self._address.describe()}: {failure[0]}"
-                    ) from failure[0]
-                for name in _SCRIPTS:
-                    connection.scripts[name] = connection.client.register_script(
-                        getattr(lua, name)
-                    )
-                self._connection = connection
-                await connection.call("ping", connection.client.ping)
-                await self._check_durability(connection)
-            except BaseException:
-                self._connection = None
-                connection.closing.set()
-                with trio.CancelScope(shield=True):
-                    await connection.done.wait()
-                    await runner.aclose()
-                raise
+            await connection.open(runner, {n: getattr(lua, n) for n in _SCRIPTS})
+            self._connection = connection
             self._runner = runner
-
-    async def _check_durability(self, connection: Connection) -> None:
-        try:
-            settings = await connection.durability(self._seq_key)
-        except StoreError as error:
-            logger.warning(
-                "could not read the durability settings of %s (%s): acknowledged "
-                "jobs may be lost on a crash unless it runs with 'appendonly yes' "
-                "and 'appendfsync always'",
-                self._address.describe(),
-                error,
-            )
-            return
-        if any(settings.get(name) != value for name, value in DURABLE.items()):
-            logger.warning(
-                "Redis at %s runs with appendonly=%s, appendfsync=%s: it acknowledges "
-                "writes before they reach its disk, so a crash of the server can lose "
-                "acknowledged jobs; run it with 'appendonly yes' and "
-                "'appendfsync always' to make every acknowledged job durable",
-                self._address.describe(),
-                settings.get("appendonly", "?"),
-                settings.get("appendfsync", "?"),
-            )
 
     async def disconnect(self) -> None:
         """Close the connections. Idempotent; the store may be connected again."""
@@ -270,10 +235,7 @@ class RedisJobStore:
         if connection is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
-        script = connection.scripts[name]
-        keys = [self._seq_key]
-        argv = [self.key_prefix, *args]
-        return await connection.call(name.lower(), lambda: script(keys, argv))
+        return await connection.script(name, *args)
 
     # ------------------------------------------------------------ jobs
 
@@ -303,7 +265,8 @@ class RedisJobStore:
         if len(chunks) == 1:
             answers = replies(await self._script("INSERT", *chunks[0]))
         else:
-            answers = await self._insert_chunks(chunks)
+            await self._nothing()  # (raises if not connected)
+            answers = await self._connected().script_chunks("INSERT", chunks)
         results: builtins.list[tuple[JobRecord, bool]] = []
         for job, reply in zip(jobs, answers, strict=True):
             if isinstance(reply, int):
@@ -311,29 +274,6 @@ class RedisJobStore:
             else:
                 results.append((decode_job(reply), False))
         return results
-
-    async def _insert_chunks(
-        self, chunks: builtins.list[builtins.list[str]]
-    ) -> builtins.list[Reply]:
-        connection = self._connection
-        if connection is None:
-            await trio.lowlevel.checkpoint()
-            raise self._not_connected()
-        script = connection.scripts["INSERT"]
-        keys = [self._seq_key]
-        answers: builtins.list[Reply] = []
-
-        async def run() -> None:
-            async with connection.client.pipeline(transaction=True) as pipe:
-                requests = [
-                    script(keys, [self.key_prefix, *chunk], client=pipe)
-                    for chunk in chunks
-                ]
-            for request in requests:
-                answers.extend(replies(await request))
-
-        await connection.call("insert", run)
-        return answers
 
     async def _nothing(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -523,14 +463,42 @@ class RedisJobStore:
         watcher = RedisWatcher(
             lambda: client.pubsub(retry_policy=None), f"{self.key_prefix}wake"
         )
-        what = self._address.describe()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watcher.listen, what)
-            try:
-                await watcher.subscribed(self._address.timeout, what)
-                yield watcher
-            finally:
-                nursery.cancel_scope.cancel()
+        async with watcher.running(self._address.timeout, self._address.describe()):
+            yield watcher
+
+    @contextlib.asynccontextmanager
+    async def watch_changes(
+        self, *, poll_interval: float
+    ) -> AsyncGenerator[ChangeWatcher]:
+        """Follow other writers' job changes; see `ChangeSource.watch_changes`.
+
+        Every script that inserts jobs or changes their state (or cancel
+        request) publishes their ids on ``{prefix}:changes``, naming the
+        store object that called it; the watcher, subscribed on a connection
+        of its own, leaves out this store object's own changes and reads the
+        jobs back (one script call per batch). Changes arrive at once
+        (``poll_interval`` is not used); those published while the
+        subscription is lost (a Redis restart) are missed.
+
+        Raises:
+            StoreError: if the store is not connected, or the subscription is
+                not in place within the timeout.
+        """
+        check_duration("poll_interval", poll_interval, allow_zero=False)
+        client = self._connected().client
+        reader = ChangeReader(self._writer, _parse_change, self._read_ids)
+        reader.watcher = watcher = RedisWatcher(
+            lambda: client.pubsub(retry_policy=None),
+            f"{self.key_prefix}changes",
+            accept=reader.accept,
+        )
+        async with watcher.running(self._address.timeout, self._address.describe()):
+            yield reader
+
+    async def _read_ids(self, ids: Sequence[str]) -> builtins.list[JobRecord]:
+        return self._readable(
+            [f for f in replies(await self._script("GET_MANY", *ids)) if f]
+        )
 
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:
         """Return the earliest ``run_at`` among PENDING jobs of ``handlers``."""
@@ -723,6 +691,7 @@ _SCRIPTS: Final = (
     "DELETE_SCHEDULE",
     "ADVANCE_SCHEDULE",
     "LIST_SCHEDULES",
+    "GET_MANY",
 )
 
 
@@ -740,6 +709,15 @@ def _require_driver() -> None:
 
 def _first(pair: tuple[str, object]) -> str:
     return pair[0]
+
+
+def _parse_change(message: str) -> tuple[str, builtins.list[str]]:
+    """The writer and the ids of a message of the changes channel."""
+    writer, _, ids = message.partition(" ")
+    parsed: object = json.loads(ids)
+    if not isinstance(parsed, list):
+        raise ValueError(f"not a list of ids: {ids!r}")
+    return writer, [str(job_id) for job_id in cast("list[object]", parsed)]
 
 
 def _names(handlers: Collection[str] | None) -> tuple[str, ...] | None:

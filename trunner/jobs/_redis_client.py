@@ -9,23 +9,28 @@ connected, whatever task connects and disconnects it.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias, TypeVar, cast, final
 
 import trio
 
 from ._errors import StoreError
+from ._redis_codec import replies
 
 if TYPE_CHECKING:
     import builtins
     import contextlib
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+    from .._sequenced import SequencedTaskRunner
     from ._redis_codec import RedisAddress
 
 T = TypeVar("T")
 
 #: What a script or command answers, as far as the store relies on it.
 Reply: TypeAlias = object
+
+logger: Final = logging.getLogger("trunner.jobs")
 
 
 class Script(Protocol):
@@ -133,16 +138,90 @@ def make_client(
 
 @final
 class Connection:
-    """A client, the task that keeps it entered, and the scripts loaded on it."""
+    """A client, the task that keeps it entered, and the scripts loaded on it.
 
-    __slots__ = ("address", "client", "closing", "done", "errors", "scripts")
+    ``keys`` are every script's keys (the store's seq key, which routes the
+    call to its slot) and ``head`` the first argument (see `._redis_lua`).
+    """
 
-    def __init__(self, address: RedisAddress) -> None:
+    __slots__ = (
+        "address",
+        "client",
+        "closing",
+        "done",
+        "errors",
+        "head",
+        "keys",
+        "scripts",
+    )
+
+    def __init__(self, address: RedisAddress, *, seq_key: str, head: str) -> None:
         self.address = address
         self.client, self.errors = make_client(address)
         self.closing = trio.Event()
         self.done = trio.Event()
         self.scripts: dict[str, Script] = {}
+        self.keys = [seq_key]
+        self.head = head
+
+    async def open(
+        self, runner: SequencedTaskRunner, scripts: Mapping[str, str]
+    ) -> None:
+        """Serve the client on ``runner``, load ``scripts`` (by name), check Redis.
+
+        Logs a warning unless the server is durable (`warn_unless_durable`).
+        On failure, closes the client and ``runner``.
+
+        Raises:
+            StoreError: if Redis cannot be reached or does not answer.
+        """
+        ready = trio.Event()
+        failure: list[BaseException] = []
+        runner.post_task(self.serve, ready, failure)
+        try:
+            await ready.wait()
+            if failure:
+                raise StoreError(
+                    f"cannot connect to {self.address.describe()}: {failure[0]}"
+                ) from failure[0]
+            for name, source in scripts.items():
+                self.scripts[name] = self.client.register_script(source)
+            await self.call("ping", self.client.ping)
+            await self.warn_unless_durable()
+        except BaseException:
+            self.closing.set()
+            with trio.CancelScope(shield=True):
+                await self.done.wait()
+                await runner.aclose()
+            raise
+
+    async def script(self, name: str, *args: str | int) -> Reply:
+        """Run the script ``name`` with ``args`` (after the head)."""
+        script = self.scripts[name]
+        keys, argv = self.keys, [self.head, *args]
+        return await self.call(name.lower(), lambda: script(keys, argv))
+
+    async def script_chunks(
+        self, name: str, chunks: Sequence[Sequence[str]]
+    ) -> list[Reply]:
+        """Run the script ``name`` once per chunk of arguments, in one transaction.
+
+        Returns the replies of every call, one after the other.
+        """
+        script = self.scripts[name]
+        answers: list[Reply] = []
+
+        async def run() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                requests = [
+                    script(self.keys, [self.head, *chunk], client=pipe)
+                    for chunk in chunks
+                ]
+            for request in requests:
+                answers.extend(replies(await request))
+
+        await self.call(name.lower(), run)
+        return answers
 
     async def serve(
         self, ready: trio.Event, failure: builtins.list[BaseException]
@@ -178,6 +257,31 @@ class Connection:
             raise StoreError(
                 f"Redis at {address.describe()} failed {what}: {error}"
             ) from error
+
+    async def warn_unless_durable(self) -> None:
+        """Log a warning if the server may lose acknowledged writes."""
+        describe = self.address.describe()
+        try:
+            settings = await self.durability(self.keys[0])
+        except StoreError as error:
+            logger.warning(
+                "could not read the durability settings of %s (%s): acknowledged "
+                "jobs may be lost on a crash unless it runs with 'appendonly yes' "
+                "and 'appendfsync always'",
+                describe,
+                error,
+            )
+            return
+        if any(settings.get(name) != value for name, value in DURABLE.items()):
+            logger.warning(
+                "Redis at %s runs with appendonly=%s, appendfsync=%s: it acknowledges "
+                "writes before they reach its disk, so a crash of the server can lose "
+                "acknowledged jobs; run it with 'appendonly yes' and "
+                "'appendfsync always' to make every acknowledged job durable",
+                describe,
+                settings.get("appendonly", "?"),
+                settings.get("appendfsync", "?"),
+            )
 
     async def durability(self, seq_key: str) -> dict[str, str]:
         """Return the server's ``appendonly`` and ``appendfsync`` settings.

@@ -19,22 +19,32 @@ braces make the prefix a Redis Cluster hash tag, so a store lives in one slot):
   unknown);
 * ``P sched`` and ``P sched_next``: schedules (JSON, without ``next_run_at``)
   and their ``next_run_at`` (microseconds, compared as text by the CAS);
-* ``P wake``: the channel that wakes idle workers (`RedisJobStore.watch`).
+* ``P wake``: the channel that wakes idle workers (`RedisJobStore.watch`);
+* ``P changes``: the channel of job changes (`RedisJobStore.watch_changes`):
+  each script that inserts jobs or changes their state (or cancel request)
+  publishes one message, ``<writer> <JSON array of the ids>``, where the
+  writer is the calling store object's token.
 
 Every script takes ``KEYS[1]`` = ``P seq`` (it routes the call to the store's
-slot on a cluster) and ``ARGV[1]`` = ``P``; the other keys it touches are in
-the same slot. Scripts never read the clock: the caller passes ``now``.
+slot on a cluster) and ``ARGV[1]`` = ``P`` and the writer's token (hex),
+separated by a newline; the other keys it touches are in the same slot.
+Scripts never read the clock: the caller passes ``now``.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+#: How every script reads ``ARGV[1]``: the prefix ``P`` and the writer ``W``.
+_ARGS: Final = "local P, W = string.match(ARGV[1], '^(.*)\\n(%x*)$')\n"
+
 # Helpers shared by the scripts that change jobs. ``leave`` takes a job out of
 # its state's indexes and ``enter`` puts it into them, reading the job's hash.
-_COMMON: Final = """
-local P = ARGV[1]
+_COMMON: Final = (
+    _ARGS
+    + """
 local woken = 0
+local changed = {}
 local function seqkey(seq, id)
   local s = tostring(seq)
   return string.rep('0', 16 - #s) .. s .. id
@@ -60,6 +70,7 @@ local function leave(id, key, state, seq)
   end
 end
 local function enter(id, key, state, seq)
+  changed[#changed + 1] = id
   redis.call('ZADD', P .. 'state:' .. state, seq, id)
   if state == 'pending' then
     local f = redis.call('HMGET', key, 'priority', 'handler', 'run_at')
@@ -86,9 +97,14 @@ local function move(id, key, old, seq, state, sets, dels)
   if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
   enter(id, key, state, seq)
 end
--- Wake the watchers (`RedisJobStore.watch`): one message per script at most.
+-- Wake the watchers (`RedisJobStore.watch`) and tell the change watchers
+-- (`RedisJobStore.watch_changes`): one message each per script at most.
 local function wake()
   if woken > 0 then redis.call('PUBLISH', P .. 'wake', '1') end
+  if #changed > 0 then
+    redis.call('PUBLISH', P .. 'changes', W .. ' ' .. cjson.encode(changed))
+    changed = {}
+  end
 end
 -- The job ``id`` if ``worker`` holds it: its key and state fields, or nil.
 local function held(id, worker)
@@ -179,8 +195,9 @@ local function claim(worker, now, lease, limit, handlers)
   return out
 end
 """
+)
 
-#: ARGV: P, then per job: id, state, npairs, field/value pairs. Returns per job
+#: ARGV: P and W, then per job: id, state, npairs, field/value pairs. Returns per job
 #: the new seq (inserted) or the stored job's HGETALL (there already).
 INSERT: Final = (
     _COMMON
@@ -208,7 +225,7 @@ return out
 """
 )
 
-#: ARGV: P, worker, now, lease_until, limit, then the handlers (none: all).
+#: ARGV: P and W, worker, now, lease_until, limit, then the handlers (none: all).
 #: Returns the claimed jobs' HGETALLs, in claim order.
 CLAIM: Final = (
     _COMMON
@@ -218,11 +235,13 @@ if #ARGV > 5 then
   handlers = {}
   for i = 6, #ARGV do handlers[#handlers + 1] = ARGV[i] end
 end
-return claim(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), handlers)
+local out = claim(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), handlers)
+wake()
+return out
 """
 )
 
-#: ARGV: P, worker, now, lease_until, limit, the number of ends, then per end
+#: ARGV: P and W, worker, now, lease_until, limit, the number of ends, then per end
 #: (7 values): id, kind ('f' finished, 'r' retry, 'l' release), state, at,
 #: run_at, result and error (each '' = none, else 'v' .. text); then the
 #: handlers (none: all). Returns {1/0 per end, the claimed jobs' HGETALLs}.
@@ -255,10 +274,11 @@ return {ended, claimed}
 """
 )
 
-#: ARGV: P, then the handlers (none: all). Returns the earliest due time of
+#: ARGV: P and W, then the handlers (none: all). Returns the earliest due time of
 #: their PENDING jobs (microseconds, as text), or false.
-NEXT_DUE: Final = """
-local P = ARGV[1]
+NEXT_DUE: Final = (
+    _ARGS
+    + """
 local handlers = {}
 if #ARGV > 1 then
   for i = 2, #ARGV do handlers[#handlers + 1] = ARGV[i] end
@@ -277,8 +297,9 @@ for _, h in ipairs(handlers) do
 end
 return best_text
 """
+)
 
-#: ARGV: P, worker, lease_until, then the ids. Returns {held ids, ids of
+#: ARGV: P and W, worker, lease_until, then the ids. Returns {held ids, ids of
 #: those with a cancel request}.
 RENEW: Final = (
     _COMMON
@@ -299,16 +320,18 @@ return {kept, cancel}
 """
 )
 
-#: ARGV: P, id, worker, state, finished_at, result ('' = none, else 'v' ..
+#: ARGV: P and W, id, worker, state, finished_at, result ('' = none, else 'v' ..
 #: text), error (likewise). Returns 1 if the worker held the job.
 COMPLETE: Final = (
     _COMMON
     + """
-return finish(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+local done = finish(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+wake()
+return done
 """
 )
 
-#: ARGV: P, id, worker, run_at, error ('' = none, else 'v' .. text), now.
+#: ARGV: P and W, id, worker, run_at, error ('' = none, else 'v' .. text), now.
 #: Returns 1 if the worker held the job.
 REQUEUE: Final = (
     _COMMON
@@ -319,7 +342,7 @@ return done
 """
 )
 
-#: ARGV: P, id, worker, now. Returns 1 if the worker held the job.
+#: ARGV: P and W, id, worker, now. Returns 1 if the worker held the job.
 RELEASE: Final = (
     _COMMON
     + """
@@ -329,7 +352,7 @@ return done
 """
 )
 
-#: ARGV: P, now. Returns the HGETALLs of the jobs taken back, by seq.
+#: ARGV: P and W, now. Returns the HGETALLs of the jobs taken back, by seq.
 EXPIRE: Final = (
     _COMMON
     + """
@@ -362,7 +385,7 @@ return out
 """
 )
 
-#: ARGV: P, id, now. Returns the job's HGETALL afterwards (empty: no job).
+#: ARGV: P and W, id, now. Returns the job's HGETALL afterwards (empty: no job).
 REQUEST_CANCEL: Final = (
     _COMMON
     + """
@@ -372,13 +395,16 @@ local f = redis.call('HMGET', key, 'state', 'seq')
 if f[1] == 'pending' then
   move(id, key, 'pending', f[2], 'cancelled', {'finished_at', now}, {})
 elseif f[1] == 'running' then
-  redis.call('HSET', key, 'cancel_requested', '1')
+  if redis.call('HSETNX', key, 'cancel_requested', '1') == 1 then
+    changed[#changed + 1] = id
+  end
 end
+wake()
 return redis.call('HGETALL', key)
 """
 )
 
-#: ARGV: P, id, now. Returns the job's HGETALL afterwards (empty: no job).
+#: ARGV: P and W, id, now. Returns the job's HGETALL afterwards (empty: no job).
 RESET: Final = (
     _COMMON
     + """
@@ -395,7 +421,7 @@ return redis.call('HGETALL', key)
 """
 )
 
-#: ARGV: P, finished_before ('' = none), keep_latest ('' = none), then the
+#: ARGV: P and W, finished_before ('' = none), keep_latest ('' = none), then the
 #: states to purge. Returns how many jobs were deleted.
 PURGE: Final = (
     _COMMON
@@ -448,7 +474,7 @@ return #doomed
 """
 )
 
-#: ARGV: P, id, force ('1': whatever its state, for a corrupted job). Deletes
+#: ARGV: P and W, id, force ('1': whatever its state, for a corrupted job). Deletes
 #: a finished job. Returns 1 if a job was deleted.
 DELETE: Final = (
     _COMMON
@@ -475,10 +501,11 @@ return 1
 """
 )
 
-#: ARGV: P, state ('' = any), handler ('' = any), offset, limit. Returns
+#: ARGV: P and W, state ('' = any), handler ('' = any), offset, limit. Returns
 #: the HGETALLs of the matching jobs, newest first.
-LIST: Final = """
-local P = ARGV[1]
+LIST: Final = (
+    _ARGS
+    + """
 local state, handler = ARGV[2], ARGV[3]
 local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local src = P .. 'all'
@@ -508,11 +535,13 @@ while true do
   start = start + 500
 end
 """
+)
 
-#: ARGV: P. Returns the sizes of the state sets, in the order of STATES, then
+#: ARGV: P and W. Returns the sizes of the state sets, in the order of STATES, then
 #: the number of jobs (those of an unknown state are in no state set).
-COUNTS: Final = """
-local P = ARGV[1]
+COUNTS: Final = (
+    _ARGS
+    + """
 local out = {}
 for i, state in ipairs({'pending', 'running', 'succeeded', 'failed', 'cancelled'}) do
   out[i] = redis.call('ZCARD', P .. 'state:' .. state)
@@ -520,36 +549,56 @@ end
 out[#out + 1] = redis.call('ZCARD', P .. 'all')
 return out
 """
+)
 
-#: ARGV: P, name, JSON, next_run_at.
-PUT_SCHEDULE: Final = """
-local P = ARGV[1]
+#: ARGV: P and W, name, JSON, next_run_at.
+PUT_SCHEDULE: Final = (
+    _ARGS
+    + """
 redis.call('HSET', P .. 'sched', ARGV[2], ARGV[3])
 redis.call('HSET', P .. 'sched_next', ARGV[2], ARGV[4])
 return 1
 """
+)
 
-#: ARGV: P, name. Returns 1 if it existed.
-DELETE_SCHEDULE: Final = """
-local P = ARGV[1]
+#: ARGV: P and W, name. Returns 1 if it existed.
+DELETE_SCHEDULE: Final = (
+    _ARGS
+    + """
 redis.call('HDEL', P .. 'sched_next', ARGV[2])
 return redis.call('HDEL', P .. 'sched', ARGV[2])
 """
+)
 
-#: ARGV: P, name, expected, next_run_at. Returns 1 if it was advanced.
-ADVANCE_SCHEDULE: Final = """
-local P = ARGV[1]
+#: ARGV: P and W, name, expected, next_run_at. Returns 1 if it was advanced.
+ADVANCE_SCHEDULE: Final = (
+    _ARGS
+    + """
 if redis.call('HEXISTS', P .. 'sched', ARGV[2]) == 0 then return 0 end
 if redis.call('HGET', P .. 'sched_next', ARGV[2]) ~= ARGV[3] then return 0 end
 redis.call('HSET', P .. 'sched_next', ARGV[2], ARGV[4])
 return 1
 """
+)
 
-#: ARGV: P. Returns {names and JSON texts, names and next_run_at}.
-LIST_SCHEDULES: Final = """
-local P = ARGV[1]
+#: ARGV: P and W. Returns {names and JSON texts, names and next_run_at}.
+LIST_SCHEDULES: Final = (
+    _ARGS
+    + """
 return {redis.call('HGETALL', P .. 'sched'), redis.call('HGETALL', P .. 'sched_next')}
 """
+)
 
 #: The states in the order COUNTS returns them.
 STATES: Final = ("pending", "running", "succeeded", "failed", "cancelled")
+
+
+#: ARGV: P and W, then ids. Returns the HGETALL of each (empty: no such job).
+GET_MANY: Final = (
+    _ARGS
+    + """
+local out = {}
+for i = 2, #ARGV do out[#out + 1] = redis.call('HGETALL', P .. 'job:' .. ARGV[i]) end
+return out
+"""
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Final, final
 
@@ -10,8 +11,7 @@ import trio
 from ._errors import StoreError
 
 if TYPE_CHECKING:
-    import contextlib
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable, Mapping
 
     from ._redis_client import PubSub
 
@@ -33,18 +33,30 @@ class RedisWatcher:
     capped backoff, and counts one arrival for the gap, since messages
     published meanwhile are gone: the worker claims once and finds out.
 
-    Made by `RedisJobStore.watch`; its ``__init__`` is internal.
+    Made by `RedisJobStore.watch`; its ``__init__`` is internal. Internally,
+    it also listens on the changes channel, waking for the messages that
+    ``accept`` takes (it is given each one).
     """
 
-    __slots__ = ("_channel", "_event", "_make_pubsub", "_subscribed", "_woken")
+    __slots__ = (
+        "_accept",
+        "_channel",
+        "_event",
+        "_make_pubsub",
+        "_subscribed",
+        "_woken",
+    )
 
     def __init__(
         self,
         make_pubsub: Callable[[], contextlib.AbstractAsyncContextManager[PubSub]],
         channel: str,
+        *,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         self._make_pubsub = make_pubsub
         self._channel = channel
+        self._accept = accept
         self._woken = False
         self._event = trio.Event()
         self._subscribed = trio.Event()
@@ -69,6 +81,14 @@ class RedisWatcher:
         self._event = trio.Event()
         return True
 
+    def _wanted(self, message: Mapping[str, object]) -> bool:
+        if self._accept is None:
+            return True
+        data = message.get("data")
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        return isinstance(data, str) and self._accept(data)
+
     async def listen(self, what: str) -> None:
         """Stay subscribed, marking arrivals, until cancelled."""
         delay = _RETRY_MIN
@@ -86,7 +106,7 @@ class RedisWatcher:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True
                         )
-                        if message is not None:
+                        if message is not None and self._wanted(message):
                             self._arrived()
             except Exception as error:  # any loss: subscribe again
                 if not lost:
@@ -98,6 +118,21 @@ class RedisWatcher:
                 lost = True
             await trio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
+
+    @contextlib.asynccontextmanager
+    async def running(self, timeout: float, what: str) -> AsyncGenerator[None]:  # noqa: ASYNC109  # a bound, not a deadline
+        """Listen (`listen`) for the ``async with`` block, subscribed on entry.
+
+        Raises:
+            StoreError: if the subscription is not in place within ``timeout``.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.listen, what)
+            try:
+                await self.subscribed(timeout, what)
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
 
     async def subscribed(self, timeout: float, what: str) -> None:  # noqa: ASYNC109  # a bound, not a deadline
         """Wait until the first subscription is in place.
