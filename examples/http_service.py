@@ -6,8 +6,12 @@ on hypercorn's trio worker (``port=0``: any free port, read back from the
 server); `Client` talks to it with httpx and gets the library's own
 exceptions back. Here one job succeeds, one fails once and is retried, one is
 submitted twice (the second is refused with `JobExistsError`), and the
-program prints each change as the event stream reports it. The same service
-runs from the command line with ``trunner serve``. Needs
+program prints each change as the event stream reports it. The service's
+manager only submits and inspects (``worker=False``): the jobs run on another
+manager on the same SQLite file, as a ``trunner worker`` process would, and
+their claims and ends reach the event stream through the store (which the
+service polls every ``poll_interval`` on SQLite). The same service runs from
+the command line with ``trunner serve --no-worker``. Needs
 ``pip install 'trunner[service]'``.
 """
 
@@ -82,9 +86,14 @@ async def watch(client: Client, job_ids: set[str], started: trio.Event) -> None:
 async def main() -> None:
     token = secrets.token_urlsafe(16)  # in real life: from a file, never the code
     with tempfile.TemporaryDirectory() as directory:
-        store = open_store(f"sqlite:///{Path(directory) / 'jobs.db'}")
+        url = f"sqlite:///{Path(directory) / 'jobs.db'}"
         retry = trunner.RetryPolicy(max_attempts=3, initial_delay=0.1, jitter=0)
-        async with open_job_manager(store, registry, retry=retry) as manager:
+        async with (
+            open_job_manager(
+                open_store(url), registry, worker=False, retry=retry, poll_interval=0.1
+            ) as manager,
+            open_job_manager(open_store(url), registry),  # the worker
+        ):
             app = create_app(manager, auth=BearerTokens({token: "example"}))
             async with (
                 serve(app, host="127.0.0.1", port=0) as server,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -23,7 +22,7 @@ from trunner.jobs import (
 )
 
 from .._services import require_program, require_redis, unique_name
-from .redis_servers import RedisServer, redis_cluster, redis_server
+from .redis_servers import DRIVER_GARBAGE, RedisServer, redis_cluster, redis_server
 
 if TYPE_CHECKING:
     import pathlib
@@ -82,19 +81,7 @@ def cluster_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int
         yield ports
 
 
-# coredis 6.9 leaves the anyio memory streams of a connection unclosed when
-# the connection is never established (a server down, a cluster's discovery);
-# their __del__ warns. Collected after each test, where this filter applies.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function MemoryObject"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture
-def collect_driver_garbage() -> Iterator[None]:
-    yield
-    gc.collect()
+pytestmark = DRIVER_GARBAGE
 
 
 def state_writer(url: str) -> Callable[[JobStore, str], Awaitable[None]]:

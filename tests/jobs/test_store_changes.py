@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import itertools
 import logging
 import sqlite3
 from typing import TYPE_CHECKING
+from unittest.mock import patch
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trunner
 from trunner import RetryPolicy
 from trunner.jobs import (
     ChangeSource,
+    JobRecord,
     JobState,
     MemoryJobStore,
     PostgresJobStore,
@@ -32,18 +35,20 @@ from trunner.jobs import (
     open_job_manager,
     open_store,
 )
+from trunner.jobs import _change_reader as change_reader
+from trunner.jobs._change_reader import ChangeReader
 from trunner.jobs._sqlite_schema import SCHEMA_VERSION
 
 from .._services import require_redis, unique_name
 from ._pg import fresh_schema, terminate_backends
 from .crash_handlers import Work
 from .crash_handlers import registry as crash_registry
-from .redis_servers import redis_server
+from .redis_servers import DRIVER_GARBAGE, redis_server
 from .test_crash import url_of, workers_on
 from .test_redis_store import delete_prefix
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from trunner.jobs import ChangeWatcher
@@ -208,21 +213,7 @@ async def test_postgres_feed_survives_killed_connections(tmp_path: Path) -> None
                         break
 
 
-# coredis leaves the anyio memory streams of a connection it could not make
-# unclosed (see test_redis_store): collected after each Redis test, here.
-REDIS_DRIVER_GARBAGE = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function MemoryObject"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture
-def collect_driver_garbage() -> Iterator[None]:
-    yield
-    gc.collect()
-
-
-@REDIS_DRIVER_GARBAGE
+@DRIVER_GARBAGE
 @pytest.mark.usefixtures("collect_driver_garbage")
 async def test_redis_front_sees_a_worker_process(tmp_path: Path) -> None:
     url = require_redis()
@@ -233,7 +224,7 @@ async def test_redis_front_sees_a_worker_process(tmp_path: Path) -> None:
         await delete_prefix(url, prefix)
 
 
-@REDIS_DRIVER_GARBAGE
+@DRIVER_GARBAGE
 @pytest.mark.usefixtures("collect_driver_garbage")
 async def test_redis_feed_survives_a_restart(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -262,3 +253,83 @@ async def test_redis_feed_survives_a_restart(
                     await eventually(lambda: any(i[0] != "a" for i in seen))
                 if any(job_id != "a" for job_id, _ in seen):
                     break
+
+
+# ------------------------------------------------------------ the reader
+
+
+def record(seq: int) -> JobRecord:
+    return JobRecord(
+        id=f"job-{seq}",
+        handler="h",
+        args="null",
+        state=JobState.PENDING,
+        priority=0,
+        attempts=0,
+        max_attempts=1,
+        created_at=T0,
+        run_at=T0,
+        seq=seq,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.sampled_from(["me", "them", "ops"]),
+            st.lists(st.integers(1, 30), max_size=8),
+        ),
+        max_size=20,
+    ),
+    gone=st.sets(st.integers(1, 30)),
+    batch=st.integers(1, 7),
+)
+def test_reader_reports_each_job_of_others_once_in_last_change_order(
+    messages: list[tuple[str, list[int]]], gone: set[int], batch: int
+) -> None:
+    # Whatever the messages, a reader reads back each job that another writer
+    # changed (and that is still stored) once, in the order of its last change
+    # by them, and never a job only its own writer changed.
+    reads: list[list[int]] = []
+
+    async def read(seqs: Sequence[int]) -> list[JobRecord]:
+        reads.append(list(seqs))
+        await trio.lowlevel.checkpoint()
+        return [record(seq) for seq in seqs if seq not in gone]
+
+    def parse(message: str) -> tuple[str, list[int]]:
+        writer, _, seqs = message.partition(" ")
+        return writer, [int(seq) for seq in seqs.split()]
+
+    reader = ChangeReader("me", parse, read)
+    reader.watcher = IdleWatcher()
+    heard = [
+        reader.accept(" ".join([writer, *map(str, seqs)])) for writer, seqs in messages
+    ]
+    assert not reader.accept("not a message: no seq")
+    assert heard == [writer != "me" for writer, _ in messages]
+    order: dict[int, None] = {}
+    for writer, seqs in messages:
+        if writer != "me":
+            for seq in seqs:
+                order.pop(seq, None)
+                order[seq] = None
+    got: list[int] = []
+
+    async def main() -> None:
+        with patch.object(change_reader, "_BATCH", batch):
+            while answer := await reader.changes(0):
+                got.extend(r.seq for r in answer)
+
+    trio.run(main)
+    assert got == [seq for seq in order if seq not in gone]
+    assert all(len(seqs) <= batch for seqs in reads)
+
+
+class IdleWatcher:
+    """A watcher that hears nothing: every wait times out."""
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109  # the protocol's
+        await trio.sleep(timeout)
+        return False

@@ -573,20 +573,11 @@ class PostgresJobStore:
             StoreError: if the store is not connected, or its server cannot be
                 reached.
         """
-        from ._postgres_pool import Pool
-
         pool = self._pool
         if pool is None:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
-        listener = Pool(
-            self._conninfo,
-            size=1,
-            connect_timeout=self._connect_timeout,
-            timeout=self._timeout,
-            label=self._label(),
-        )
-        watcher = PostgresWatcher(listener, self._schema, _names(handlers))
+        watcher = PostgresWatcher(self._listener(), self._schema, _names(handlers))
         await watcher.listen()
         try:
             yield watcher
@@ -613,7 +604,6 @@ class PostgresJobStore:
                 reached.
         """
         from ._change_reader import ChangeReader
-        from ._postgres_pool import Pool
         from ._postgres_schema import changes_channel
 
         check_duration("poll_interval", poll_interval, allow_zero=False)
@@ -621,15 +611,8 @@ class PostgresJobStore:
             await trio.lowlevel.checkpoint()
             raise self._not_connected()
         reader = ChangeReader(self._writer, _parse_change, self._read_seqs)
-        listener = Pool(
-            self._conninfo,
-            size=1,
-            connect_timeout=self._connect_timeout,
-            timeout=self._timeout,
-            label=self._label(),
-        )
         watcher = PostgresWatcher(
-            listener,
+            self._listener(),
             self._schema,
             None,
             channel=changes_channel(self._schema),
@@ -641,6 +624,18 @@ class PostgresJobStore:
             yield reader
         finally:
             watcher.close()
+
+    def _listener(self) -> Pool:
+        """A pool of the one connection a watcher listens on."""
+        from ._postgres_pool import Pool
+
+        return Pool(
+            self._conninfo,
+            size=1,
+            connect_timeout=self._connect_timeout,
+            timeout=self._timeout,
+            label=self._label(),
+        )
 
     async def _read_seqs(self, seqs: Sequence[int]) -> builtins.list[JobRecord]:
         return await self._run(self._db.by_seqs, seqs)
