@@ -164,11 +164,44 @@ def test_url_parsing() -> None:
         ("postgresql://h/db?schema=Bad-Name", "schema must be a lower-case"),
         ("postgresql://h/db?schema=pg_catalog", "schema must be a lower-case"),
         ("postgresql://h/db?schema=a&schema=b", "more than one schema"),
+        ("postgresql://h:abc/db", "the port in .* must be 1..65535, not 'abc'"),
+        ("postgresql://h:99999/db", "must be 1..65535, not '99999'"),
+        ("postgresql://h:0/db", "must be 1..65535, not '0'"),
+        ("postgresql://a:1,b:x/db", "not 'x'"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         open_store(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://alice:secret@h:abc/db", "port"),
+        ("postgresql://alice:secret@h/db?schema=a&schema=b", "more than one schema"),
+        ("postgresql://alice:secret@h/db?schema=Bad", "schema must be"),
+        ("postgresql://alice:secret@/db", "needs a host"),
+    ],
+)
+def test_bad_url_messages_hide_the_password(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        open_store(url)
+    assert "secret" not in str(caught.value)
+
+
+def test_repr_hides_a_password_in_the_query_or_a_keyword_string() -> None:
+    store = open_store("postgresql://alice@h/db?password=secret&sslmode=disable")
+    assert "secret" not in repr(store)
+    assert "password=***&sslmode=disable" in repr(store)
+    keywords = PostgresJobStore("host=h dbname=db password='se cret' user=alice")
+    assert "se cret" not in repr(keywords)
+    assert "password=*** user=alice" in repr(keywords)
+
+
+def test_several_hosts_keep_their_ports() -> None:
+    store = open_store("postgresql://a:5432,b:5433/db")
+    assert "a:5432,b:5433/db" in repr(store)
 
 
 def test_bad_arguments() -> None:

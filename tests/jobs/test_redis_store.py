@@ -239,6 +239,22 @@ def test_bad_urls(url: str, message: str) -> None:
         open_store(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:secret@h:abc/0",
+        "redis://secret@h/x",
+        "rediss://:secret@h?bogus=1",
+        "redis://user:secret@h?timeout=-1",
+        "redis://user:secret@a,b",
+    ],
+)
+def test_bad_url_messages_hide_the_password(url: str) -> None:
+    with pytest.raises(ValueError, match=r"\*\*\*@") as caught:
+        open_store(url)
+    assert "secret" not in str(caught.value)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="prefix"):
         RedisJobStore("redis://h", prefix="a}b")

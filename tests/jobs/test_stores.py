@@ -26,6 +26,7 @@ from trunner.jobs._memory import MemoryJobStore
 from trunner.jobs._open import open_store
 from trunner.jobs._sqlite import SQLiteJobStore
 from trunner.jobs._sqlite_db import Database
+from trunner.jobs._urls import redact_url
 from trunner.jobs._wakeup import shared_wakeups
 from trunner.testing._store_checks import check_job_store, job_store_checks
 
@@ -1218,6 +1219,39 @@ def test_open_store_sqlite(url: str, path: str) -> None:
 def test_open_store_refuses(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         open_store(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:secret@host/jobs",
+        "memory://user:secret@host",
+        "sqlite://user:secret@host/jobs.db",
+        "sqlite:///jobs.db?password=secret",
+    ],
+)
+def test_open_store_messages_hide_passwords(url: str) -> None:
+    with pytest.raises(ValueError, match=r"\*\*\*") as caught:
+        open_store(url)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://u:p%40ss@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://secret@h", "redis://***@h"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        (
+            "postgresql://u:a@b@h/db?PassWord=x&sslmode=y",
+            "postgresql://u:***@h/db?PassWord=***&sslmode=y",
+        ),
+        ("host=h password=se\\'cret port=1", "host=h password=*** port=1"),
+        ("sqlite:///jobs.db", "sqlite:///jobs.db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_open_store_wants_text() -> None:

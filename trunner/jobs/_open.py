@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 from ._memory import MemoryJobStore
 from ._sqlite import SQLiteJobStore
+from ._urls import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,14 +70,15 @@ def open_store(url: str) -> JobStore:
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {url!r}")
+    shown = redact_url(url)  # messages never show a password
     scheme, separator, rest = url.partition("://")
     if not separator:
-        raise ValueError(f"{url!r} is not a store URL; use one of: {_SUPPORTED}")
+        raise ValueError(f"{shown!r} is not a store URL; use one of: {_SUPPORTED}")
     scheme = scheme.lower()
     if scheme == "memory":
         if rest not in ("", "/"):
             raise ValueError(
-                f"a memory store takes no path or host: use 'memory://', not {url!r}"
+                f"a memory store takes no path or host: use 'memory://', not {shown!r}"
             )
         return MemoryJobStore()
     if scheme == "sqlite":
@@ -85,25 +87,27 @@ def open_store(url: str) -> JobStore:
     if lazy is not None:
         return _lazy_store(url, *lazy)
     raise ValueError(
-        f"unsupported store URL scheme {scheme!r} in {url!r}; use one of: {_SUPPORTED}"
+        f"unsupported store URL scheme {scheme!r} in {shown!r}; "
+        f"use one of: {_SUPPORTED}"
     )
 
 
 def _sqlite_path(url: str, rest: str) -> str:
+    shown = redact_url(url)
     host, slash, path = rest.partition("/")
     if host or not slash:
         raise ValueError(
-            f"{url!r} names a host; a SQLite URL is sqlite:///relative/path.db or "
+            f"{shown!r} names a host; a SQLite URL is sqlite:///relative/path.db or "
             "sqlite:////absolute/path.db"
         )
     if path in ("", ":memory:") or path.startswith("file::memory:"):
         raise ValueError(
-            f"{url!r} is not a SQLite file: an in-memory database cannot be shared "
+            f"{shown!r} is not a SQLite file: an in-memory database cannot be shared "
             "nor outlive its connection; use 'memory://' for a store in memory, or "
             "give a path: sqlite:///relative/path.db, sqlite:////absolute/path.db"
         )
     if "?" in path or "#" in path:
-        raise ValueError(f"a SQLite store URL takes no query or fragment: {url!r}")
+        raise ValueError(f"a SQLite store URL takes no query or fragment: {shown!r}")
     return path
 
 
@@ -115,7 +119,7 @@ def _lazy_store(url: str, module_name: str, label: str) -> JobStore:
             raise  # the backend is there, its driver is not: say which
         raise ValueError(
             f"the {label} store is not available yet in this version of trunner "
-            f"(for {url!r}); use sqlite:///path.db or memory://"
+            f"(for {redact_url(url)!r}); use sqlite:///path.db or memory://"
         ) from None
     # Each backend module makes its store from a URL: from_url(url) -> JobStore.
     from_url = cast("Callable[[str], JobStore]", module.from_url)

@@ -26,6 +26,7 @@ from ._job import (
     check_finished_state,
 )
 from ._store import CompleteResult, RenewResult
+from ._urls import redact_url
 
 if TYPE_CHECKING:
     import builtins
@@ -81,33 +82,29 @@ def from_url(url: str) -> PostgresJobStore:
     on to the driver.
 
     Raises:
-        ValueError: for a URL without a database name, or a bad schema.
+        ValueError: for a URL without a host or a database name, a bad port
+            or a bad schema.
     """
+    shown = redact_url(url)  # messages never show the password
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+        raise ValueError(f"not a PostgreSQL URL: {shown!r}")
     if not parts.hostname or parts.path in ("", "/"):
         raise ValueError(
-            f"{url!r} needs a host and a database: "
+            f"{shown!r} needs a host and a database: "
             "postgresql://user[:password]@host[:port]/dbname[?schema=trunner]"
         )
+    for host in parts.netloc.rpartition("@")[2].split(","):  # libpq: h1:p1,h2:p2
+        port = host.rpartition("]")[2].partition(":")[2]
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"the port in {shown!r} must be 1..65535, not {port!r}")
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in query if key == "schema"]
     if len(schemas) > 1:
-        raise ValueError(f"{url!r} names more than one schema")
+        raise ValueError(f"{shown!r} names more than one schema")
     rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "schema"])
     conninfo = urllib.parse.urlunsplit(parts._replace(query=rest, fragment=""))
     return PostgresJobStore(conninfo, schema=schemas[0] if schemas else DEFAULT_SCHEMA)
-
-
-def _redact(conninfo: str) -> str:
-    """``conninfo`` without its password, for messages."""
-    parts = urllib.parse.urlsplit(conninfo)
-    if parts.password is None:
-        return conninfo
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _parse_change(message: str) -> tuple[str, builtins.list[int]]:
@@ -228,7 +225,7 @@ class PostgresJobStore:
     def __repr__(self) -> str:
         state = "connected" if self._pool is not None else "not connected"
         return (
-            f"<PostgresJobStore {_redact(self._conninfo)!r} "
+            f"<PostgresJobStore {redact_url(self._conninfo)!r} "
             f"schema={self._schema!r} {state}>"
         )
 
@@ -238,7 +235,7 @@ class PostgresJobStore:
         return self._schema
 
     def _label(self) -> str:
-        return f"PostgreSQL store {_redact(self._conninfo)} (schema {self._schema})"
+        return f"PostgreSQL store {redact_url(self._conninfo)} (schema {self._schema})"
 
     def _not_connected(self) -> StoreError:
         return StoreError(

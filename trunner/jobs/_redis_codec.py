@@ -15,6 +15,7 @@ import attrs
 
 from ._errors import SerializationError
 from ._job import JobRecord, JobState, ScheduleRecord
+from ._urls import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -278,11 +279,12 @@ def parse_url(url: str) -> RedisAddress:
     Raises:
         ValueError: naming what is wrong with the URL.
     """
+    shown = redact_url(url)  # messages never show the password
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         raise ValueError(
-            f"{url!r} is not a Redis store URL: use redis://host:port/db, "
+            f"{shown!r} is not a Redis store URL: use redis://host:port/db, "
             "rediss://host:port/db or redis+cluster://host:port,host:port"
         )
     cluster = scheme.endswith("+cluster")
@@ -292,7 +294,7 @@ def parse_url(url: str) -> RedisAddress:
     if "?" in netloc:
         netloc, _, query_text = netloc.partition("?")
     if "#" in query_text or "#" in path:
-        raise ValueError(f"a Redis store URL takes no fragment: {url!r}")
+        raise ValueError(f"a Redis store URL takes no fragment: {shown!r}")
     userinfo, at, hosts = netloc.rpartition("@")
     username = password = None
     if at:
@@ -301,23 +303,23 @@ def parse_url(url: str) -> RedisAddress:
         password = urllib.parse.unquote(secret) if colon else None
         if not colon:  # redis://secret@host is the password alone
             username, password = None, urllib.parse.unquote(user)
-    nodes = tuple(_node(url, node) for node in hosts.split(","))
+    nodes = tuple(_node(shown, node) for node in hosts.split(","))
     if len(nodes) > 1 and not cluster:
         raise ValueError(
-            f"{url!r} names several hosts: use redis+cluster:// for a Redis Cluster"
+            f"{shown!r} names several hosts: use redis+cluster:// for a Redis Cluster"
         )
     db = 0
     if path:
         if cluster:
-            raise ValueError(f"a Redis Cluster has no database number: {url!r}")
+            raise ValueError(f"a Redis Cluster has no database number: {shown!r}")
         try:
             db = int(path)
         except ValueError:
             raise ValueError(
-                f"the database in {url!r} must be a number, not {path!r}"
+                f"the database in {shown!r} must be a number, not {path!r}"
             ) from None
         if db < 0:
-            raise ValueError(f"the database in {url!r} must be >= 0")
+            raise ValueError(f"the database in {shown!r} must be >= 0")
     prefix = DEFAULT_PREFIX
     timeout = DEFAULT_TIMEOUT
     for key, values in urllib.parse.parse_qs(
@@ -332,11 +334,11 @@ def parse_url(url: str) -> RedisAddress:
                 timeout = -1.0
             if not timeout > 0 or timeout == float("inf"):
                 raise ValueError(
-                    f"timeout in {url!r} must be a positive number of seconds"
+                    f"timeout in {shown!r} must be a positive number of seconds"
                 )
         else:
             raise ValueError(
-                f"unknown option {key!r} in {url!r}; a Redis store URL takes "
+                f"unknown option {key!r} in {shown!r}; a Redis store URL takes "
                 "prefix= and timeout="
             )
     return RedisAddress(
@@ -351,16 +353,16 @@ def parse_url(url: str) -> RedisAddress:
     )
 
 
-def _node(url: str, node: str) -> tuple[str, int]:
+def _node(shown: str, node: str) -> tuple[str, int]:
     if not node:
-        raise ValueError(f"{url!r} names no host")
+        raise ValueError(f"{shown!r} names no host")
     if node.startswith("["):  # [::1]:6379
         host, _, port_text = node[1:].partition("]")
         port_text = port_text.removeprefix(":")
     else:
         host, _, port_text = node.partition(":")
     if not host:
-        raise ValueError(f"{url!r} names no host")
+        raise ValueError(f"{shown!r} names no host")
     if not port_text:
         return host, _DEFAULT_PORT
     try:
@@ -368,5 +370,5 @@ def _node(url: str, node: str) -> tuple[str, int]:
     except ValueError:
         port = -1
     if not 0 < port < 65536:
-        raise ValueError(f"the port in {url!r} must be 1..65535, not {port_text!r}")
+        raise ValueError(f"the port in {shown!r} must be 1..65535, not {port_text!r}")
     return host, port

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import SQLiteJobStore, open_job_manager, open_store
+from .._urls import redact_url
 from ._report import EXIT_USAGE, CommandError, one_line
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ def store_from_url(url: str) -> JobStore:
         raise CommandError(f"bad store URL: {one_line(error)}", EXIT_USAGE) from None
     except ImportError as error:
         raise CommandError(
-            f"the store {url!r} needs a driver that is not installed: {error}",
+            f"the store {redact_url(url)!r} needs a driver that is not installed: "
+            f"{error}",
             EXIT_USAGE,
         ) from None
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final, NoReturn, final
 import trio
 
 from .. import Registry, open_job_manager
+from .._urls import redact_url
 from ._report import EXIT_OK, EXIT_USAGE, CommandError, one_line
 from ._stores import store_from_url
 
@@ -105,7 +106,7 @@ async def worker_command(namespace: argparse.Namespace) -> int:
                     "grace period %g s); handlers: %s",
                     manager.name,
                     namespace.target,
-                    store_url,
+                    redact_url(store_url),
                     namespace.concurrency,
                     namespace.lease,
                     grace,
