@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import sys
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -21,9 +22,9 @@ import httpx
 import pytest
 import trio
 
-from trunner.jobs import JobState, _cli, open_job_manager, open_store
+from trunner.jobs import JobState, MemoryJobStore, _cli, open_job_manager, open_store
 from trunner.jobs._cli import _logs, _worker
-from trunner.service import Client
+from trunner.service import BearerTokens, Client, create_app, serve
 from trunner.service._command import (
     UsageError,
     configure_parser,
@@ -319,3 +320,76 @@ def test_cli_serve_help_and_log_level(capsys: pytest.CaptureFixture[str]) -> Non
         assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
     finally:
         stop()
+
+
+def test_cli_serve_on_a_busy_port_says_so_in_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = _cli.main(
+            [
+                "serve",
+                HANDLERS,
+                "--store",
+                f"sqlite:///{tmp_path / 'jobs.db'}",
+                "--port",
+                str(port),
+                "--token-file",
+                token_file(tmp_path, f"{TOKEN}\n"),
+            ]
+        )
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert err.startswith(f"trunner: error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+async def test_serve_command_logs_the_store_url_without_its_password(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trunner.service")
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    namespace = parser.parse_args(
+        [
+            HANDLERS,
+            "--store",
+            "redis://ops:zzsecretzz@redis.invalid:6379/0",
+            "--port",
+            "0",
+            "--token-file",
+            token_file(tmp_path, f"{TOKEN}\n"),
+        ]
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(
+                    serve_command,
+                    namespace,
+                    load_registry=_worker.load_registry,
+                    open_store=lambda _url: MemoryJobStore(),
+                )
+            )
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert "on redis://ops:***@redis.invalid:6379/0 at http://" in caplog.text
+    assert "zzsecretzz" not in caplog.text
+
+
+async def test_serve_raises_a_plain_os_error_when_it_cannot_bind() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        async with open_job_manager(MemoryJobStore(), worker=False) as jm:
+            app = create_app(jm, auth=BearerTokens({TOKEN: "ops"}))
+            with pytest.raises(OSError, match="in use") as caught:
+                async with serve(app, port=busy.getsockname()[1]):
+                    pytest.fail("served on a busy port")  # pragma: no cover
+
+    assert type(caught.value) is OSError

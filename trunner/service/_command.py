@@ -22,6 +22,7 @@ from ..jobs._cli._parse import (
     positive_int,
     whole_number,
 )
+from ..jobs._urls import redact_url
 from ._auth import BearerTokens
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ logger: Final = logging.getLogger("trunner.service")
 
 class UsageError(Exception):
     """A bad argument of ``trunner serve``: reported in one line, exit code 2."""
+
+
+class ListenError(Exception):
+    """``trunner serve`` cannot listen on its address: one line, exit code 1."""
 
 
 def read_token_file(path: str) -> BearerTokens:
@@ -148,6 +153,7 @@ async def serve_command(
 
     Raises:
         UsageError: a bad token file.
+        ListenError: the address cannot be bound (in use, an unknown host).
     """
     from ..jobs import open_job_manager
     from ._app import create_app
@@ -156,6 +162,7 @@ async def serve_command(
     auth = read_token_file(namespace.token_file)
     registry = load_registry(namespace.target)
     store = open_store(namespace.store)
+    bind_error: OSError | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             async with open_job_manager(
@@ -166,26 +173,39 @@ async def serve_command(
                 grace_period=namespace.grace_period,
             ) as manager:
                 app = create_app(manager, auth=auth)
-                async with serve(
-                    app, host=namespace.host, port=namespace.port
-                ) as server:
-                    logger.info(
-                        "serving %s on %s at %s (%s); handlers: %s",
-                        namespace.target,
-                        namespace.store,
-                        server.url,
-                        "worker" if namespace.worker else "no worker",
-                        ", ".join(registry.names()) or "none",
+                try:
+                    async with serve(
+                        app, host=namespace.host, port=namespace.port
+                    ) as server:
+                        logger.info(
+                            "serving %s on %s at %s (%s); handlers: %s",
+                            namespace.target,
+                            redact_url(namespace.store),
+                            server.url,
+                            "worker" if namespace.worker else "no worker",
+                            ", ".join(registry.names()) or "none",
+                        )
+                        task_status.started(server.url)
+                        signum = await signals.__anext__()
+                        logger.info(
+                            "received %s: stopping (again: cancel the running jobs)",
+                            signal.Signals(signum).name,
+                        )
+                except OSError as error:
+                    # Only binding raises a bare OSError. Raised from here it
+                    # would leave the manager's block wrapped in exception
+                    # groups: it is raised once the manager is closed.
+                    bind_error = error
+                else:
+                    # The server is closed; leaving the manager's block drains it.
+                    nursery.start_soon(
+                        _stop_on_second_signal, signals, manager.shutdown
                     )
-                    task_status.started(server.url)
-                    signum = await signals.__anext__()
-                    logger.info(
-                        "received %s: stopping (again: cancel the running jobs)",
-                        signal.Signals(signum).name,
-                    )
-                # The server is closed; leaving the manager's block drains it.
-                nursery.start_soon(_stop_on_second_signal, signals, manager.shutdown)
             nursery.cancel_scope.cancel()
+    if bind_error is not None:
+        host = f"[{namespace.host}]" if ":" in namespace.host else namespace.host
+        reason = bind_error.strerror or str(bind_error)
+        raise ListenError(f"cannot listen on {host}:{namespace.port}: {reason}")
     logger.info("stopped")
     return 0
 

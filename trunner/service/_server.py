@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import urllib.parse
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, cast, final
@@ -99,13 +100,16 @@ async def serve(
     """
     bind_port = _check_port(port)
     config = Config()
-    config.bind = [f"[{host}]:{bind_port}" if ":" in host else f"{host}:{bind_port}"]
     config.accesslog = None
     config.errorlog = logger  # through logging, never straight to stderr
     config.graceful_timeout = check_duration("graceful_timeout", graceful_timeout)
     config.keep_alive_timeout = check_duration(
         "keep_alive_timeout", keep_alive_timeout, allow_zero=False
     )
+    # Bound here rather than by hypercorn, which leaves its socket to the
+    # garbage collector when the bind fails; hypercorn takes the descriptor.
+    listener = await _bind(host, bind_port)
+    config.bind = [f"fd://{listener.detach()}"]
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
@@ -125,3 +129,23 @@ async def serve(
             if events is not None:
                 events.close()  # end the event streams, or they hold the shutdown
             shutdown.set()
+
+
+async def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``'s first address and ``port``.
+
+    Raises:
+        OSError: the host does not resolve, or the address cannot be bound.
+    """
+    family, kind, protocol, _, address = (
+        await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    )[0]
+    listener = socket.socket(family, kind, protocol)
+    try:
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+    except BaseException:
+        listener.close()
+        raise
+    return listener

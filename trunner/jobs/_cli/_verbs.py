@@ -206,7 +206,12 @@ async def _cancel_on_signal(
 
 async def _serve_command(namespace: argparse.Namespace) -> int:
     try:
-        from ...service._command import UsageError, configure_parser, serve_command
+        from ...service._command import (
+            ListenError,
+            UsageError,
+            configure_parser,
+            serve_command,
+        )
     except ImportError as error:
         raise CommandError(
             f"'trunner serve' needs the service extra: pip install 'trunner[service]' "
@@ -230,6 +235,8 @@ async def _serve_command(namespace: argparse.Namespace) -> int:
         )
     except UsageError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
+    except ListenError as error:
+        raise CommandError(str(error)) from None
 
 
 #: What runs each command, by the word its subparser sets (see `._parse`).
