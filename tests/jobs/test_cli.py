@@ -37,6 +37,7 @@ from trunner.jobs import (
     JobManager,
     JobRecord,
     JobState,
+    MemoryJobStore,
     Registry,
     SQLiteJobStore,
     StoreError,
@@ -854,6 +855,34 @@ def test_worker_warns_about_useless_setups(
     assert code == 0
     assert "empty_handlers:registry has no handlers: this worker will run no job" in err
     assert "a memory:// store lives in this process" in err
+
+
+def test_worker_logs_its_store_url_without_the_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+
+    def memory_store(url: str) -> MemoryJobStore:
+        del url  # a URL that names no reachable server: a store in memory instead
+        return MemoryJobStore()
+
+    monkeypatch.setattr(_worker, "store_from_url", memory_store)
+    seen: list[str] = []
+
+    def started() -> bool:
+        seen.append(capsys.readouterr().err)
+        return "running jobs of" in "".join(seen)
+
+    thread = signal_when(started, (0, signal.SIGINT))
+    code = _cli.main(
+        ["worker", HANDLERS, "--store", "redis://ops:zzsecretzz@redis.invalid/0"]
+    )
+    thread.join()
+    err = "".join(seen) + capsys.readouterr().err
+
+    assert code == 0
+    assert "on redis://ops:***@redis.invalid/0 (concurrency" in err
+    assert "zzsecretzz" not in err
 
 
 # ---------------------------------------------------------------- watch in this process
