@@ -88,6 +88,10 @@ async def test_client_maps_errors_back(
             await client.submit_job("x", "slow", 1, delay=-1)
         with pytest.raises(ValueError, match="timezone-aware"):
             await client.submit_job("x", "slow", 1, run_at=dt.datetime(2030, 1, 1))
+        with pytest.raises(TypeError, match="state must be a JobState, not 'failed'"):
+            await client.list_jobs(state="failed")  # type: ignore[arg-type]  # on purpose
+        with pytest.raises(TypeError, match="priority must be a Priority, not 'high'"):
+            await client.submit_job("x", "slow", 1, priority="high")  # type: ignore[arg-type]  # on purpose
 
         async def broken(self: SQLiteJobStore, job_id: str) -> None:
             await trio.lowlevel.checkpoint()

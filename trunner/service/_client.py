@@ -15,6 +15,7 @@ from .._traits import Priority
 from ..jobs import (
     JobExistsError,
     JobNotFoundError,
+    JobState,
     JobStateError,
     SerializationError,
     StoreError,
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
     from types import TracebackType
 
-    from ..jobs import JobInfo, JobState
+    from ..jobs import JobInfo
 
 logger: Final = logging.getLogger("trunner.service")
 
@@ -159,9 +160,11 @@ class Client:
             UnknownHandlerError, SerializationError, JobExistsError, StoreError,
             PermissionError, ValueError: see the class.
         """
+        if not isinstance(priority, Priority):
+            raise TypeError(f"priority must be a Priority, not {priority!r}")
         body: dict[str, object] = {"id": job_id, "handler": handler, "args": args}
         if priority is not Priority.USER_VISIBLE:
-            body["priority"] = Priority(priority).name.lower()
+            body["priority"] = priority.name.lower()
         if run_at is not None:
             if run_at.tzinfo is None:
                 raise ValueError("run_at must be timezone-aware (e.g. datetime.UTC)")
@@ -211,9 +214,15 @@ class Client:
         *,
         offset: int = 0,
     ) -> list[JobInfo]:
-        """Return jobs, newest first (``GET /jobs``), of one state or handler or all."""
+        """Return jobs, newest first (``GET /jobs``), of one state or handler or all.
+
+        Raises:
+            TypeError: if ``state`` is not a `~trunner.jobs.JobState`.
+        """
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if state is not None:
+            if not isinstance(state, JobState):
+                raise TypeError(f"state must be a JobState, not {state!r}")
             params["state"] = state.value
         if handler is not None:
             params["handler"] = handler
