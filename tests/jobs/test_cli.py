@@ -13,6 +13,7 @@ store with a timeout.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import runpy
@@ -45,7 +46,7 @@ from trunner.jobs import (
     open_job_manager,
     open_store,
 )
-from trunner.jobs._cli import _parse, _report, _stores, _verbs, _views, _worker
+from trunner.jobs._cli import _logs, _parse, _report, _stores, _verbs, _views, _worker
 
 from ..test_imports import modules_loaded_by
 from .crash_handlers import Work, registry
@@ -855,6 +856,28 @@ def test_worker_warns_about_useless_setups(
     assert code == 0
     assert "empty_handlers:registry has no handlers: this worker will run no job" in err
     assert "a memory:// store lives in this process" in err
+
+
+def test_log_shows_the_drivers_chatter_only_at_debug(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stop = _logs.start_logging("INFO")
+    try:
+        logging.getLogger("coredis").info("Retry attempt 1: No matching script")
+        logging.getLogger("coredis.pool").info("Connection closed unexpectedly!")
+        logging.getLogger("coredis").warning("a driver's warning")
+        logging.getLogger("myapp.handlers").info("a handler's news")
+        _logs.set_log_level("DEBUG")
+        logging.getLogger("coredis").info("chatter at debug")
+    finally:
+        stop()
+    err = capsys.readouterr().err
+
+    assert "No matching script" not in err
+    assert "Connection closed" not in err
+    assert "coredis: a driver's warning" in err
+    assert "myapp.handlers: a handler's news" in err
+    assert "coredis: chatter at debug" in err
 
 
 def test_worker_logs_its_store_url_without_the_password(
