@@ -196,6 +196,7 @@ async def test_cluster_keys_share_one_slot(cluster_ports: list[int]) -> None:
         ("redis://h:7000/3?prefix=app", "redis://h:7000/3?prefix=app"),
         ("rediss://user:secret@h/1", "rediss://h:6379/1?prefix=trunner"),
         ("redis://:secret@h", "redis://h:6379/0?prefix=trunner"),
+        ("redis://[::1]:7000/1", "redis://[::1]:7000/1?prefix=trunner"),
         (
             "redis+cluster://a:7000,b:7001?prefix=x",
             "redis+cluster://a:7000,b:7001?prefix=x",
@@ -232,6 +233,10 @@ def test_url_credentials() -> None:
         ("redis://h?timeout=0", "timeout"),
         ("redis://h?timeout=abc", "timeout"),
         ("redis://h?db=1", "unknown option 'db'"),
+        ("redis://h?prefix=a&prefix=b", "gives prefix= more than once"),
+        ("redis://h?timeout=1&timeout=2", "gives timeout= more than once"),
+        ("redis://[::1", r"an IPv6 host is written \[address\]:port"),
+        ("redis://[::1]6379", r"an IPv6 host is written \[address\]:port"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:

@@ -250,7 +250,10 @@ class RedisAddress:
         scheme = (
             "redis+cluster" if self.cluster else ("rediss" if self.tls else "redis")
         )
-        hosts = ",".join(f"{host}:{port}" for host, port in self.nodes)
+        hosts = ",".join(
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            for host, port in self.nodes
+        )
         db = "" if self.cluster else f"/{self.db}"
         return f"{scheme}://{hosts}{db}?prefix={self.prefix}"
 
@@ -325,6 +328,8 @@ def parse_url(url: str) -> RedisAddress:
     for key, values in urllib.parse.parse_qs(
         query_text, keep_blank_values=True
     ).items():
+        if len(values) > 1 and key in ("prefix", "timeout"):
+            raise ValueError(f"{shown!r} gives {key}= more than once")
         if key == "prefix":
             prefix = check_prefix(values[-1])
         elif key == "timeout":
@@ -357,7 +362,9 @@ def _node(shown: str, node: str) -> tuple[str, int]:
     if not node:
         raise ValueError(f"{shown!r} names no host")
     if node.startswith("["):  # [::1]:6379
-        host, _, port_text = node[1:].partition("]")
+        host, bracket, port_text = node[1:].partition("]")
+        if not bracket or (port_text and not port_text.startswith(":")):
+            raise ValueError(f"{shown!r}: an IPv6 host is written [address]:port")
         port_text = port_text.removeprefix(":")
     else:
         host, _, port_text = node.partition(":")
