@@ -56,16 +56,16 @@ async def middleware(
 HOOKS: Final = trunner.TaskHooks(on_queued=hook, on_start=hook, on_finish=finish_hook)
 
 
-async def throughput(layered: bool) -> float:
+async def throughput(layered: bool, n: int = N) -> float:
     options: trunner.RunnerOptions = {}
     if layered:
         options = {"hooks": HOOKS, "middleware": [middleware]}
     async with trunner.open_sequenced_runner(**options) as runner:
         t0 = time.perf_counter()
-        for _ in range(N):
+        for _ in range(n):
             runner.post_task(noop)
         await runner.wait_idle()
-        return N / (time.perf_counter() - t0)
+        return n / (time.perf_counter() - t0)
 
 
 async def rate_error() -> tuple[float, float]:
