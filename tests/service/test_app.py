@@ -25,6 +25,8 @@ from .conftest import AUTH, READER, TOKEN, Served, eventually
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from starlette.types import Message, Scope
+
 
 @pytest.fixture
 async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
@@ -327,6 +329,64 @@ async def test_oversized_body_is_413(served: Served, http: httpx.AsyncClient) ->
     for response in (declared, streamed):
         assert response.status_code == 413
         assert error_of(response)["field"] == "body"
+    assert await served.manager.list_jobs() == []
+
+
+async def test_body_in_many_chunks_is_read_whole(
+    served: Served, http: httpx.AsyncClient
+) -> None:
+    body = json.dumps(
+        {"id": "chunked", "handler": "send_email", "args": {"to": "y" * 9000}}
+    ).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    response = await http.post("/jobs", content=chunks(), headers=AUTH)
+
+    assert response.status_code == 201, response.text
+    args = {"to": "y" * 9000, "subject": "hello"}
+    assert response.json()["args"] == args
+    assert (await served.manager.get_job("chunked")).args == args
+
+
+async def test_client_gone_mid_body_stores_nothing(served: Served) -> None:
+    """The ASGI server says the client left before the body's end: 400, no job."""
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"id": "gone", "hand', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await trio.lowlevel.checkpoint()
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        await trio.lowlevel.checkpoint()
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/jobs",
+        "raw_path": b"/jobs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", AUTH["Authorization"].encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+    await served.app(scope, receive, send)
+
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"]["field"] == "body"
+    assert messages == []
     assert await served.manager.list_jobs() == []
 
 

@@ -61,14 +61,24 @@ class SubmitRequest:
     if_exists: Literal["error", "ignore"]
 
 
+#: Compact JSON, NaN and infinities refused; made once (`json.dumps` with
+#: options makes an encoder per call).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _time(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def job_to_json(info: JobInfo) -> dict[str, object]:
     """Return the JSON object of a job."""
+    created_at = _time(info.created_at)
+    # A job due at once is due when it was made: the same datetime object.
+    run_at = created_at if info.run_at is info.created_at else _time(info.run_at)
     return {
         "id": info.id,
         "handler": info.handler,
@@ -77,8 +87,8 @@ def job_to_json(info: JobInfo) -> dict[str, object]:
         "priority": info.priority.name.lower(),
         "attempts": info.attempts,
         "max_attempts": info.max_attempts,
-        "created_at": _time(info.created_at),
-        "run_at": _time(info.run_at),
+        "created_at": created_at,
+        "run_at": run_at,
         "started_at": _time(info.started_at),
         "finished_at": _time(info.finished_at),
         "result": info.result,
@@ -189,8 +199,8 @@ def parse_submit(data: object) -> SubmitRequest:
     if not isinstance(data, dict):
         raise BadRequestError("the body must be a JSON object", "body")
     body = cast("dict[str, object]", data)
-    unknown = sorted(set(body) - SUBMIT_FIELDS)
-    if unknown:
+    if not SUBMIT_FIELDS.issuperset(body):
+        unknown = sorted(set(body) - SUBMIT_FIELDS)
         raise BadRequestError(f"unknown field {unknown[0]!r}", unknown[0])
     job_id = _name(body, "id")
     handler = _name(body, "handler")
@@ -239,4 +249,4 @@ def error_json(type_name: str, message: str, field: str | None = None) -> bytes:
 
 def dumps(value: object) -> bytes:
     """Encode ``value`` as compact UTF-8 JSON (NaN refused)."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
