@@ -124,6 +124,36 @@ async def test_failed_claims_never_stop_the_worker(
     assert any("answers again" in r.getMessage() for r in caplog.records)
 
 
+async def test_failed_renewals_and_expiries_are_logged_once_per_outage(
+    store: JobStore, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # They were logged with a traceback at every try (every lease / 3 s).
+    faulty = Faulty(store)
+    with caplog.at_level(logging.DEBUG, logger="trunner.jobs"):
+        async with manager(faulty, Handlers(), lease=6.0) as jm:  # type: ignore[arg-type]  # duck-typed
+            await jm.submit_job("long", "sleep", 100.0)
+            while (await jm.get_job("long")).state is not JobState.RUNNING:  # noqa: ASYNC110  # polls the store
+                await trio.sleep(0.01)
+            faulty.failing.update({"renew", "expire_leases"})
+            await trio.sleep(30)
+            tries = faulty.calls["renew"], faulty.calls["expire_leases"]
+            faulty.failing.clear()
+            await jm.submit_job("more", "sleep", 100.0)  # something to renew
+            await trio.sleep(10)
+            jm.shutdown()
+
+    # Renewals stop once the lease guard has stopped the handler (no lease
+    # held); expiries go on every 2 s.
+    assert tries[0] >= 2
+    assert tries[1] >= 10
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    for what in ("renew the leases", "take back expired leases"):
+        assert sum(f"could not {what}" in m for m in warned) == 1, warned
+        assert sum("answers again" in m and what in m for m in warned) == 1, warned
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum("failures in a row" in r.getMessage() for r in debug) >= 10
+
+
 async def test_failed_completion_is_stored_once_the_store_answers(
     store: JobStore, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, final
 import attrs
 import trio
 
+from ._environment import StoreFailures
 from ._errors import StoreError
 from ._job import JobState
 from ._schedules import SCHEDULE_INTERVAL
@@ -39,6 +40,15 @@ class Upkeep:
     #: The control sequence: runs the repeating calls one at a time.
     control: SequencedTaskRunner
     guard_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
+    renew_failures: StoreFailures = attrs.field(
+        init=False, factory=lambda: StoreFailures("renew the leases of held jobs")
+    )
+    expire_failures: StoreFailures = attrs.field(
+        init=False, factory=lambda: StoreFailures("take back expired leases")
+    )
+    retain_failures: StoreFailures = attrs.field(
+        init=False, factory=lambda: StoreFailures("delete the jobs retention drops")
+    )
 
     def start(self) -> None:
         """Post the repeating calls on the control sequence. Not a checkpoint."""
@@ -72,14 +82,15 @@ class Upkeep:
                 job_ids=held_here,
                 lease_until=lease_until,
             )
-        except Exception:
-            logger.exception("could not renew the leases of %d jobs", len(held_here))
+        except Exception as error:
+            self.renew_failures.failed(error)
             # A handler must not outlive its lease: stop those that would.
             margin = dt.timedelta(seconds=env.config.lease / 3)
             for running in list(worker.running.values()):
                 if running.lease_until is None or running.lease_until - margin <= now:
                     worker.stop(running, "lease")
             return
+        self.renew_failures.answered()
         # Only the jobs asked about: the worker may claim others meanwhile.
         asked = set(held_here)
         for job_id, running in list(worker.running.items()):
@@ -107,9 +118,10 @@ class Upkeep:
         """Hand back the jobs whose lease expired (their workers are gone)."""
         try:
             expired = await self.env.store.expire_leases(now=self.env.now())
-        except StoreError:
-            logger.exception("could not take back expired leases")
+        except StoreError as error:
+            self.expire_failures.failed(error)
             return
+        self.expire_failures.answered()
         for record in expired:
             self.env.changes.publish_record(record)
         if expired:
@@ -127,8 +139,10 @@ class Upkeep:
             await self.env.store.purge(
                 finished_before=before, keep_latest=retention.max_entries
             )
-        except StoreError:
-            logger.exception("retention could not delete finished jobs")
+        except StoreError as error:
+            self.retain_failures.failed(error)
+            return
+        self.retain_failures.answered()
 
     async def guard_leases(self) -> None:
         """Cancel a handler whose lease is about to end without a renewal.

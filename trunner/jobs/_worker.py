@@ -32,7 +32,7 @@ import trio
 
 from .._traits import TaskState, TaskTraits
 from ._attempts import failed_attempt, failure
-from ._environment import CLOSE_FLUSH_TIMEOUT
+from ._environment import CLOSE_FLUSH_TIMEOUT, StoreFailures
 from ._errors import SerializationError
 from ._job import JobState
 from ._store import JobEnd
@@ -117,7 +117,10 @@ class Worker:
     #: While the exit waits for the running jobs: set when none runs.
     idle: trio.Event | None = attrs.field(init=False, default=None)
     #: Failed store calls of the worker in a row (claims, completions).
-    store_failures: int = attrs.field(init=False, default=0)
+    store_failures: StoreFailures = attrs.field(
+        init=False,
+        factory=lambda: StoreFailures("claim jobs (and store the ends of ended ones)"),
+    )
 
     def describe(self) -> str:
         """The manager, as its repr shows it."""
@@ -212,16 +215,14 @@ class Worker:
             except Exception as error:  # never stop: try again after a backoff
                 self._rounded()
                 self.ends[:0] = ends
-                self._store_failed(
-                    "claim jobs (and store the ends of finished ones)", error
-                )
-                if self.stopping and self.store_failures > _STOP_TRIES:
+                self.store_failures.failed(error)
+                if self.stopping and self.store_failures.count > _STOP_TRIES:
                     self._give_up_ends()
                     return
                 with trio.move_on_after(self.store_backoff()):
                     await self.stopped.wait()
                 continue
-            self._store_answered()
+            self.store_failures.answered()
             self._ended(ends, result.ended)
             self._rounded()
             claimed = result.claimed
@@ -250,7 +251,7 @@ class Worker:
         try:
             due = await self.env.store.next_due(handlers=handlers)
         except Exception as error:
-            self._store_failed("find the next due job", error)
+            self.store_failures.failed(error, what="find the next due job")
             return self.store_backoff()
         wait = self.env.config.poll_interval
         if due is not None and due > now:
@@ -297,32 +298,11 @@ class Worker:
         self.ends = []
         self.ending.clear()
 
-    def _store_failed(self, what: str, error: Exception) -> None:
-        """Log a failed store call of the worker (the first one of a series)."""
-        self.store_failures += 1
-        failures = self.store_failures
-        if failures == 1:
-            logger.warning(
-                "could not %s; trying again with backoff: %r",
-                what,
-                error,
-                exc_info=error,
-            )
-        else:
-            logger.debug("could not %s (%d failures in a row)", what, failures)
-
     def store_backoff(self) -> float:
         """Seconds until the next try: doubles per failure in a row, capped."""
-        exponent = min(self.store_failures - 1, 32)  # 2**32 * 0.1 s: far past the cap
+        # 2**32 * 0.1 s: far past the cap.
+        exponent = min(self.store_failures.count - 1, 32)
         return min(STORE_RETRY_MAX, STORE_RETRY_INITIAL * 2.0**exponent)
-
-    def _store_answered(self) -> None:
-        if self.store_failures:
-            logger.warning(
-                "the store answers again after %d failed calls; resuming",
-                self.store_failures,
-            )
-            self.store_failures = 0
 
     # ------------------------------------------------------------ the handlers
 

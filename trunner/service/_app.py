@@ -186,8 +186,12 @@ class _Service:
             body = b"".join([body, *chunks])
         try:
             return json.loads(body)
-        except (ValueError, RecursionError):
+        except ValueError:
             raise BadRequestError("the body is not valid JSON", "body") from None
+        except RecursionError:
+            raise BadRequestError(
+                "the body nests arrays or objects too deeply to be read", "body"
+            ) from None
 
     # ---------------------------------------------------------------- routes
 

@@ -89,7 +89,9 @@ class Client:
     `JobStateError`; `StoreError` for a 5xx answer; `PermissionError` for 401
     and 403; `ValueError` for other bad input (400, 413). Network failures
     raise httpx's errors (``httpx.TransportError``). Every method is a
-    checkpoint; cancelling one abandons its request.
+    checkpoint; cancelling one abandons its request, whose effect is then
+    unknown: a cancelled (or timed-out) `submit_job` may still have stored the
+    job, so submit again with the same id and ``if_exists="ignore"``.
 
     Args:
         base_url: the service's URL, such as ``http://127.0.0.1:8080``.
