@@ -107,13 +107,15 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
         2,
         "the NOTIFY triggers of job changes, for other processes' listeners",
         (
-            # Every statement that inserts jobs, or changes their state or
-            # cancel request, notifies the schema's changes channel (see
-            # `changes_channel`) with the writer's token (the connection's
-            # trunner.writer setting, empty for other clients) and the seqs
-            # of the jobs changed, in seq order, at most 300 a payload (well
-            # below PostgreSQL's 8000 bytes). PostgreSQL delivers them at
-            # commit, in commit order.
+            # Each statement that inserts jobs, and each change of a job's
+            # state or cancel request, notifies the schema's changes channel
+            # (see `changes_channel`) with the writer's token (the
+            # connection's trunner.writer setting, empty for other clients)
+            # and the seqs of the jobs: an insert's in one message per 300
+            # (well below PostgreSQL's 8000 bytes), an update's one per row
+            # (a row trigger whose WHEN is checked without a call: a lease
+            # renewal costs nothing, and it needs no transition tables).
+            # PostgreSQL delivers them at commit, in commit order.
             """
             CREATE FUNCTION {s}.notify_changes(schema_name text, seqs bigint[])
                 RETURNS void LANGUAGE plpgsql AS $$
@@ -144,19 +146,14 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
             $$
             """,
             """
-            CREATE FUNCTION {s}.notify_updated() RETURNS trigger
+            CREATE FUNCTION {s}.notify_changed() RETURNS trigger
             LANGUAGE plpgsql AS $$
-            DECLARE
-                seqs bigint[] := ARRAY(
-                    SELECT n.seq FROM new_rows n JOIN old_rows o ON o.seq = n.seq
-                    WHERE n.state IS DISTINCT FROM o.state
-                        OR n.cancel_requested IS DISTINCT FROM o.cancel_requested
-                    ORDER BY n.seq
-                );
             BEGIN
-                IF cardinality(seqs) > 0 THEN
-                    PERFORM {s}.notify_changes(TG_TABLE_SCHEMA, seqs);
-                END IF;
+                PERFORM pg_notify(
+                    'trunner_changes_' || left(md5(TG_TABLE_SCHEMA), 16),
+                    coalesce(current_setting('trunner.writer', true), '')
+                        || ' ' || NEW.seq
+                );
                 RETURN NULL;
             END
             $$
@@ -167,9 +164,13 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
                 FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_inserted()
             """,
             """
-            CREATE TRIGGER jobs_updated AFTER UPDATE ON {s}.jobs
-                REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-                FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_updated()
+            CREATE TRIGGER jobs_changed
+                AFTER UPDATE OF state, cancel_requested ON {s}.jobs
+                FOR EACH ROW WHEN (
+                    OLD.state IS DISTINCT FROM NEW.state
+                    OR OLD.cancel_requested IS DISTINCT FROM NEW.cancel_requested
+                )
+                EXECUTE FUNCTION {s}.notify_changed()
             """,
         ),
     ),
