@@ -26,6 +26,7 @@ import trunner
 from trunner import RetryPolicy
 from trunner.jobs import (
     ChangeSource,
+    JobManager,
     JobRecord,
     JobState,
     MemoryJobStore,
@@ -73,6 +74,22 @@ async def eventually(condition: Callable[[], bool]) -> None:
         await trio.sleep(0.01)
 
 
+async def heard(
+    other: JobManager, prefix: str, seen: list[tuple[str, JobState]]
+) -> None:
+    """Submit jobs through ``other`` until ``seen`` has one: the feed listens.
+
+    A change made before the front's feed listens (it starts with the first
+    listener, and again after a fault) may be missed: submit until one is not.
+    """
+    for attempt in itertools.count():
+        with contextlib.suppress(StoreError):  # (the store may be down still)
+            await other.submit_job(f"{prefix}{attempt}", "ok", 1)
+        with trio.move_on_after(0.5):
+            await eventually(lambda: any(i.startswith(prefix) for i, _ in seen))
+            return
+
+
 def test_memory_store_has_no_feed() -> None:
     # One live manager per memory store: no other writer to follow.
     assert not isinstance(MemoryJobStore(), ChangeSource)
@@ -84,7 +101,7 @@ async def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
         async with open_job_manager(SQLiteJobStore(path), worker=False) as jm:
             await jm.submit_job("old", "ok", 1)
         conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("DROP INDEX trunner_jobs_changes")
+        conn.execute("DROP INDEX trunner_jobs_changed")
         conn.execute("ALTER TABLE trunner_jobs DROP COLUMN change_seq")
         conn.execute("UPDATE trunner_meta SET value = '1' WHERE key = 'schema'")
         conn.close()
@@ -113,7 +130,7 @@ async def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
         finally:
             conn.close()
         assert version == str(SCHEMA_VERSION) == "2"
-        assert "trunner_jobs_changes" in str(plan)
+        assert "trunner_jobs_changed" in str(plan)
 
 
 async def test_sqlite_change_numbers_are_not_handed_out_twice(tmp_path: Path) -> None:
@@ -201,16 +218,9 @@ async def test_postgres_feed_survives_killed_connections(tmp_path: Path) -> None
                 ) as other,
             ):
                 front.add_listener(lambda info: seen.append((info.id, info.state)))
-                await other.submit_job("a", "ok", 1)
-                await eventually(lambda: ("a", JobState.PENDING) in seen)
+                await heard(other, "a", seen)
                 assert terminate_backends(url, schema) >= 2
-                for attempt in itertools.count():
-                    # Changes made before the feed listens again may be missed.
-                    await other.submit_job(f"b{attempt}", "ok", 1)
-                    with trio.move_on_after(0.5):
-                        await eventually(lambda: any(i[0] != "a" for i in seen))
-                    if any(job_id != "a" for job_id, _ in seen):
-                        break
+                await heard(other, "b", seen)
 
 
 @DRIVER_GARBAGE
@@ -240,19 +250,11 @@ async def test_redis_feed_survives_a_restart(
             open_job_manager(open_store(url), worker=False) as other,
         ):
             front.add_listener(lambda info: seen.append((info.id, info.state)))
-            await other.submit_job("a", "ok", 1)
-            await eventually(lambda: ("a", JobState.PENDING) in seen)
+            await heard(other, "a", seen)
             server.kill()
             await trio.sleep(1)
             server.start()
-            for attempt in itertools.count():
-                # Changes made before the feed subscribes again may be missed.
-                with contextlib.suppress(StoreError):
-                    await other.submit_job(f"b{attempt}", "ok", 1)
-                with trio.move_on_after(0.5):
-                    await eventually(lambda: any(i[0] != "a" for i in seen))
-                if any(job_id != "a" for job_id, _ in seen):
-                    break
+            await heard(other, "b", seen)
 
 
 # ------------------------------------------------------------ the reader

@@ -77,8 +77,11 @@ class _ChangeWatcher:
 
     def __init__(
         self,
-        read: Callable[[int], Awaitable[tuple[int, builtins.list[JobRecord]]]],
-        last: int,
+        read: Callable[
+            [tuple[int, int]],
+            Awaitable[tuple[tuple[int, int], builtins.list[JobRecord]]],
+        ],
+        last: tuple[int, int],
         poll_interval: float,
     ) -> None:
         self._read = read
@@ -371,9 +374,10 @@ class SQLiteJobStore:
     ) -> AsyncGenerator[ChangeWatcher]:
         """Follow other writers' job changes; see `ChangeSource.watch_changes`.
 
-        SQLite tells no one of a change: every write that changes jobs stamps
-        them with the next change number (``change_seq``, indexed), and the
-        watcher reads the jobs stamped after the last number it saw, every
+        SQLite tells no one of a change: every write that changes jobs' states
+        stamps them with the next change number (``change_seq``, indexed),
+        and the watcher reads the jobs inserted after the last ``seq`` it saw
+        and those stamped after the last number it saw, every
         ``poll_interval`` seconds, leaving out this store object's own
         writes. A change is seen within ``poll_interval``, from any process.
 
@@ -388,7 +392,9 @@ class SQLiteJobStore:
             with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
                 await self._run(Database.unfollow)
 
-    async def _read_changes(self, last: int) -> tuple[int, builtins.list[JobRecord]]:
+    async def _read_changes(
+        self, last: tuple[int, int]
+    ) -> tuple[tuple[int, int], builtins.list[JobRecord]]:
         return await self._run(Database.changes_since, last, _CHANGES_READ)
 
     async def next_due(self, *, handlers: Collection[str] | None) -> dt.datetime | None:

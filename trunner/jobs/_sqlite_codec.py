@@ -29,8 +29,8 @@ STARTED, WORKER, LEASE, CANCEL = 10, 14, 15, 16
 
 _ON_CONFLICT: Final = " ON CONFLICT (id) DO NOTHING"
 _INSERT: Final = (
-    f"INSERT INTO trunner_jobs ({COLUMNS}, change_seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
+    f"INSERT INTO trunner_jobs ({COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + _ON_CONFLICT
 )
 # A job as submitted has no attempt history: its NULL columns are left out of
 # the statement, because the sqlite3 module binds None (and bool) through its
@@ -40,12 +40,12 @@ _NEW_COLUMNS: Final = (
     "created_at, run_at, cancel_requested"
 )
 _INSERT_NEW: Final = (
-    f"INSERT INTO trunner_jobs ({_NEW_COLUMNS}, change_seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)" + _ON_CONFLICT
+    f"INSERT INTO trunner_jobs ({_NEW_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)" + _ON_CONFLICT
 )
 _INSERT_NEW_OPTIONS: Final = (
-    f"INSERT INTO trunner_jobs ({_NEW_COLUMNS}, change_seq, timeout, retry) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)" + _ON_CONFLICT
+    f"INSERT INTO trunner_jobs ({_NEW_COLUMNS}, timeout, retry) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)" + _ON_CONFLICT
 )
 
 SCHEDULE_COLUMNS: Final = (
@@ -216,12 +216,9 @@ Params: TypeAlias = tuple[object, ...]
 
 
 def insert_params(
-    jobs: Sequence[JobRecord], base: int, change: int
+    jobs: Sequence[JobRecord], base: int
 ) -> dict[str, builtins.list[Params]]:
-    """Return the rows of ``jobs`` (seq ``base + 1`` on), by INSERT statement.
-
-    ``change`` is the transaction's change number (``change_seq``).
-    """
+    """Return the rows of ``jobs`` (seq ``base + 1`` on), by INSERT statement."""
     to_ts = ts  # locals: this loop is the insert's hot path
     opt = _opt_ts
     plain: builtins.list[Params] = []
@@ -248,7 +245,6 @@ def insert_params(
                 job.max_attempts,
                 to_ts(job.created_at),
                 to_ts(job.run_at),
-                change,
             )
             if job.timeout is None and job.retry is None:
                 plain.append(row)
@@ -276,7 +272,6 @@ def insert_params(
                     int(job.cancel_requested),
                     job.timeout,
                     job.retry,
-                    change,
                 )
             )
     statements = {_INSERT_NEW: plain, _INSERT_NEW_OPTIONS: options, _INSERT: full}

@@ -7,10 +7,13 @@ never shared. Every change is one transaction (`transaction`).
 Each write transaction that changes jobs' states stamps the rows it changes
 with its change number (``change_seq``): one more than the greatest number
 ever handed out, read from an index under the write lock, so that the numbers
-grow in commit order. A follower (`changes_since`) reads the rows stamped
-after the last number it saw, and leaves out the transactions of its own
-`Database`. Deleting rows keeps the greatest number in ``trunner_meta``
-(``change_floor``), so that a number is never handed out twice.
+grow in commit order. An insert stamps nothing: new jobs are found by their
+``seq``, which also grows in commit order, so the submit path pays nothing
+for the feed. A follower (`changes_since`) reads the jobs inserted after the
+last seq it saw and those stamped after the last number it saw, and leaves
+out the writes of its own `Database`. Deleting rows keeps the greatest number
+in ``trunner_meta`` (``change_floor``), so that a number is never handed out
+twice.
 """
 
 from __future__ import annotations
@@ -67,17 +70,22 @@ _GET: Final = f"SELECT {COLUMNS} FROM trunner_jobs WHERE id = ?"
 _FLOOR: Final = (
     "SELECT CAST(value AS INTEGER) FROM trunner_meta WHERE key = 'change_floor'"
 )
+_LAST_CHANGE: Final = (
+    "SELECT change_seq FROM trunner_jobs WHERE change_seq IS NOT NULL "
+    "ORDER BY change_seq DESC LIMIT 1"
+)
 _NEXT_CHANGE: Final = (
-    "SELECT max(coalesce((SELECT max(change_seq) FROM trunner_jobs), 0), "
-    f"coalesce(({_FLOOR}), 0)) + 1"
+    f"SELECT max(coalesce(({_LAST_CHANGE}), 0), coalesce(({_FLOOR}), 0)) + 1"
 )
 _KEEP_FLOOR: Final = (
     "INSERT OR REPLACE INTO trunner_meta (key, value) VALUES ('change_floor', "
-    f"max(coalesce((SELECT max(change_seq) FROM trunner_jobs), 0), "
-    f"coalesce(({_FLOOR}), 0)))"
+    f"max(coalesce(({_LAST_CHANGE}), 0), coalesce(({_FLOOR}), 0)))"
 )
 _STAMPED: Final = "SELECT 1 FROM trunner_jobs WHERE change_seq = ? LIMIT 1"
-_CHANGES: Final = (
+_INSERTED: Final = (
+    f"SELECT {COLUMNS} FROM trunner_jobs WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+_CHANGED: Final = (
     f"SELECT change_seq, {COLUMNS} FROM trunner_jobs "
     "WHERE change_seq > ? ORDER BY change_seq LIMIT ?"
 )
@@ -136,7 +144,14 @@ def _state_key(state: JobState) -> str:
 class Database:
     """The connection and the SQL; every method runs on the store's thread."""
 
-    __slots__ = ("_conn", "_followers", "_number", "_own", "_reported")
+    __slots__ = (
+        "_conn",
+        "_followers",
+        "_inserted",
+        "_number",
+        "_own",
+        "_reported",
+    )
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -146,6 +161,8 @@ class Database:
         self._number = 0
         # The change numbers this Database committed, while followed.
         self._own: set[int] = set()
+        # The seqs of the jobs this Database inserted, while followed.
+        self._inserted: set[int] = set()
         self._followers = 0
 
     @classmethod
@@ -180,35 +197,51 @@ class Database:
 
     # --------------------------------------------------------------- changes
 
-    def follow(self) -> int:
-        """Start following changes; return the last change number so far."""
+    def follow(self) -> tuple[int, int]:
+        """Start following changes; return the last seq and change number so far."""
         self._followers += 1
-        (last,) = self._conn.execute(_NEXT_CHANGE).fetchone()
-        return int(last) - 1
+        row = self._conn.execute(_LAST_SEQ).fetchone()
+        (change,) = self._conn.execute(_NEXT_CHANGE).fetchone()
+        return (0 if row is None else int(row[0])), int(change) - 1
 
     def unfollow(self) -> None:
         self._followers = max(0, self._followers - 1)
         if not self._followers:
             self._own.clear()
+            self._inserted.clear()
 
     def changes_since(
-        self, last: int, limit: int
-    ) -> tuple[int, builtins.list[JobRecord]]:
-        """Return the last change number read, and the jobs changed after ``last``.
+        self, last: tuple[int, int], limit: int
+    ) -> tuple[tuple[int, int], builtins.list[JobRecord]]:
+        """Return the jobs inserted or changed after ``last``, and the new ``last``.
 
-        The jobs are those other `Database` objects changed (in this process or
-        another), as stored now, in the order of their last change; at most
-        ``limit`` rows are read.
+        ``last`` is the last seq and the last change number read. The jobs are
+        those other `Database` objects inserted or changed (in this process or
+        another), as stored now: the new ones by seq, then the changed ones in
+        the order of their last change, each once. At most ``limit`` rows of
+        each kind are read; a caller that got that many asks again.
         """
-        rows = self._conn.execute(_CHANGES, (last, limit)).fetchall()
-        if not rows:
-            return last, []
-        own = self._own
-        last = rows[-1][0]
-        theirs = [row[1:] for row in rows if row[0] not in own]
+        last_seq, last_change = last
+        conn = self._conn
+        inserted = conn.execute(_INSERTED, (last_seq, limit)).fetchall()
+        changed = conn.execute(_CHANGED, (last_change, limit)).fetchall()
+        if inserted:
+            last_seq = inserted[-1][SEQ]
+        if changed:
+            last_change = changed[-1][0]
+        own, mine = self._own, self._inserted
+        rows: dict[object, Sequence[object]] = {
+            row[SEQ]: row for row in inserted if row[SEQ] not in mine
+        }
+        for row in changed:
+            if row[0] not in own:
+                rows.pop(row[1 + SEQ], None)  # the later read, at its place
+                rows[row[1 + SEQ]] = row[1:]
         if own:
-            self._own = {change for change in own if change > last}
-        return last, self._readable(theirs)
+            self._own = {number for number in own if number > last_change}
+        if mine:
+            self._inserted = {seq for seq in mine if seq > last_seq}
+        return (last_seq, last_change), self._readable(builtins.list(rows.values()))
 
     def _readable(self, rows: Sequence[Sequence[object]]) -> builtins.list[JobRecord]:
         """Decode ``rows``, leaving out (and logging once) the corrupted ones."""
@@ -238,8 +271,7 @@ class Database:
             row = conn.execute(_LAST_SEQ).fetchone()
             base = 0 if row is None else row[0]
             inserted = 0
-            change = self._stamp(conn)
-            for sql, params in insert_params(fresh, base, change).items():
+            for sql, params in insert_params(fresh, base).items():
                 inserted += conn.executemany(sql, params).rowcount
             if inserted == len(fresh):
                 stored = [
@@ -248,6 +280,8 @@ class Database:
                 ]
             else:
                 stored = self._read_back(fresh, base)
+        if self._followers:  # its followers leave out its own jobs
+            self._inserted.update(record.seq for record, new in stored if new)
         if unique:
             return stored
         by_id = {record.id: (record, new) for record, new in stored}
