@@ -224,9 +224,10 @@ class JobManager:
             RunnerClosedError: the manager's block has exited.
         """
         self._check_open()
+        env = self._env
         submits = self._submits
         record, json_args = submits.new_record(
-            job_id, handler, args, priority, run_at, delay, retry, timeout, self.now()
+            job_id, handler, args, priority, run_at, delay, retry, timeout, env.now()
         )
         if if_exists not in ("error", "ignore"):
             raise ValueError(

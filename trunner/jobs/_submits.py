@@ -113,9 +113,10 @@ class SubmitPath:
         now: dt.datetime,
     ) -> tuple[JobRecord, object]:
         """Check a submit's arguments; the new job's record and its args' JSON value."""
+        env = self.env
         check_name("job_id", job_id)
         spec = self.spec(handler)
-        payload, json_args = self.env.serializer.dump_args_value(spec, args)
+        payload, json_args = env.serializer.dump_args_value(spec, args)
         if not isinstance(priority, Priority):
             raise TypeError(f"priority must be a Priority, not {priority!r}")
         due = due_at(run_at, delay, now)
@@ -123,7 +124,7 @@ class SubmitPath:
             raise TypeError(f"retry must be a RetryPolicy, not {retry!r}")
         if timeout is not None:
             timeout = check_duration("timeout", timeout, allow_zero=False)
-        policy = self.env.config.retry if retry is None else retry
+        policy = env.config.retry if retry is None else retry
         record = JobRecord(
             id=job_id,
             handler=handler,
