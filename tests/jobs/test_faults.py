@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -16,6 +17,7 @@ import trio
 import trunner
 from trunner import RetryPolicy
 from trunner.jobs import (
+    ChangeWatcher,
     CompleteResult,
     JobCounts,
     JobEnd,
@@ -33,13 +35,20 @@ from trunner.jobs import (
     WorkWatcher,
     open_job_manager,
 )
+from trunner.jobs._failures import describe_error
 from trunner.jobs._job import FINISHED_STATES
 from trunner.jobs._worker import STORE_RETRY_MAX
 
 from .test_manager import WALL0, Handlers, manager
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        Awaitable,
+        Callable,
+        Collection,
+        Sequence,
+    )
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
@@ -608,3 +617,65 @@ async def test_a_timed_out_attempt_names_the_jobs_attempt(
         "timeout of 5.0 s"
         for n in (1, 2, 3)
     ]
+
+
+class FailingFeed:
+    """A store whose change feed fails while ``failing`` is set."""
+
+    def __init__(self, store: SQLiteJobStore) -> None:
+        self.store = store
+        self.failing = True
+        self.opened = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def watch(
+        self, *, handlers: Collection[str] | None
+    ) -> AbstractAsyncContextManager[WorkWatcher]:
+        return self.store.watch(handlers=handlers)
+
+    @contextlib.asynccontextmanager
+    async def watch_changes(
+        self, *, poll_interval: float
+    ) -> AsyncGenerator[ChangeWatcher]:
+        self.opened += 1
+        if self.failing:
+            await trio.lowlevel.checkpoint()
+            # As coredis raises it: wrapped in a group by its task group.
+            raise ExceptionGroup("Exceptions from Trio nursery", [StoreError("gone")])
+        async with self.store.watch_changes(poll_interval=poll_interval) as watcher:
+            yield watcher
+
+
+async def test_a_failing_change_feed_is_logged_once_per_outage(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It logged at every try (every 5 s at most), and a group of one error as
+    # "Exceptions from Trio nursery (1 sub-exception)".
+    store = FailingFeed(SQLiteJobStore(tmp_path / "jobs.db"))
+    with caplog.at_level(logging.WARNING, logger="trunner.jobs"):
+        async with manager(store, worker=False) as jm:  # type: ignore[arg-type]  # duck-typed
+            jm.add_listener(lambda info: None)
+            await trio.sleep(60)
+            tries = store.opened
+            store.failing = False
+            await trio.sleep(60)
+    warned = [r.getMessage() for r in caplog.records]
+    assert tries >= 10
+    assert warned == [
+        "could not follow the store's changes; trying again with backoff: "
+        "StoreError: gone",
+        "the store answers again after "
+        f"{tries} failed calls to follow the store's changes; resuming",
+    ]
+
+
+def test_describe_error_shows_the_one_error_of_a_group() -> None:
+    inner = ConnectionError("Connection refused")
+    nested = BaseExceptionGroup("outer", [ExceptionGroup("inner", [inner])])
+    assert describe_error(nested) == "ConnectionError: Connection refused"
+    assert describe_error(ExceptionGroup("two", [inner, inner])).startswith(
+        "ExceptionGroup: two"
+    )
+    assert describe_error(EOFError()) == "EOFError"

@@ -33,6 +33,7 @@ import trio
 
 from .._errors import RunnerClosedError
 from ._errors import StoreError
+from ._failures import StoreFailures
 from ._store import ChangeSource
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class ChangeFeed:
         try:
             with scope:
                 backoff = _BACKOFF_FIRST
+                failures = StoreFailures("follow the store's changes")
                 while True:
                     try:
                         async with store.watch_changes(
@@ -149,18 +151,10 @@ class ChangeFeed:
                             while True:
                                 records = await watcher.changes(_FOLLOW_WAIT)
                                 backoff = _BACKOFF_FIRST
+                                failures.answered()
                                 self._publish_theirs(records)
-                    except StoreError as error:
-                        logger.warning(
-                            "cannot follow the store's changes (again in %.1f s): %s",
-                            backoff,
-                            error,
-                        )
-                    except Exception:
-                        logger.exception(
-                            "following the store's changes failed (again in %.1f s)",
-                            backoff,
-                        )
+                    except Exception as error:  # logged once per outage
+                        failures.failed(error)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX)
         finally:

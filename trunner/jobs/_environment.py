@@ -79,49 +79,6 @@ def policy_from_spec(spec: RetrySpec) -> RetryPolicy:
 
 
 @final
-@attrs.define(eq=False)
-class StoreFailures:
-    """A series of failed store calls of one kind, logged at its start and end.
-
-    A store that stops answering fails the same repeating call every few
-    seconds: the log gets one warning with the error (and its traceback) when
-    the series starts, one when the store answers again, and each failure in
-    between at DEBUG only.
-    """
-
-    #: What the calls do, for the log ("renew the leases of held jobs").
-    what: str
-    #: Failures in a row.
-    count: int = 0
-
-    def failed(self, error: BaseException, *, what: str | None = None) -> None:
-        """Count a failure; log it if it starts a series. ``what`` overrides."""
-        self.count += 1
-        doing = self.what if what is None else what
-        if self.count == 1:
-            logger.warning(
-                "could not %s; trying again with backoff: %r",
-                doing,
-                error,
-                exc_info=error,
-            )
-        else:
-            logger.debug(
-                "could not %s (%d failures in a row): %r", doing, self.count, error
-            )
-
-    def answered(self) -> None:
-        """End a series, if one is under way: the store answers again."""
-        if self.count:
-            logger.warning(
-                "the store answers again after %d failed calls to %s; resuming",
-                self.count,
-                self.what,
-            )
-            self.count = 0
-
-
-@final
 @attrs.frozen(kw_only=True)
 class ManagerConfig:
     """The options of `open_job_manager`, checked (internal)."""

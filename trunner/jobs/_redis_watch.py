@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final, final
 import trio
 
 from ._errors import StoreError
+from ._failures import describe_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Mapping
@@ -113,7 +114,7 @@ class RedisWatcher:
                     logger.warning(
                         "lost the wake-up channel of %s (%s); subscribing again",
                         what,
-                        error,
+                        describe_error(error),
                     )
                 lost = True
             await trio.sleep(delay)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Final, final
 import attrs
 import trio
 
-from ._environment import StoreFailures
 from ._errors import StoreError
+from ._failures import StoreFailures
 from ._job import JobState
 from ._schedules import SCHEDULE_INTERVAL
 from ._store import JobEnd

@@ -32,8 +32,9 @@ import trio
 
 from .._traits import TaskState, TaskTraits
 from ._attempts import failed_attempt, failure
-from ._environment import CLOSE_FLUSH_TIMEOUT, StoreFailures
+from ._environment import CLOSE_FLUSH_TIMEOUT
 from ._errors import SerializationError
+from ._failures import StoreFailures
 from ._job import JobState
 from ._store import JobEnd
 
