@@ -183,7 +183,9 @@ class Saq:
             self.why_not = "uv is not on PATH"
             return False
         venv = self.directory / "venv"
-        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        python = venv / "bin" / "python"
+        outer = ("VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT")
+        env = {k: v for k, v in os.environ.items() if k not in outer}
         try:
             subprocess.run(
                 [uv, "venv", "-q", "-p", sys.executable, str(venv)],
@@ -192,17 +194,39 @@ class Saq:
                 env=env,
                 timeout=300,
             )
+            # --python names the target: under nox, UV_PYTHON (set to the
+            # session's venv) beat VIRTUAL_ENV, and saq went into the
+            # benchmark's own environment, with exit 0.
             subprocess.run(
-                [uv, "pip", "install", "-q", "saq[redis]", "typing_extensions"],
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "-q",
+                    "--python",
+                    str(python),
+                    "saq[redis]",
+                    "typing_extensions",
+                ],
                 check=True,
                 capture_output=True,
-                env={**env, "VIRTUAL_ENV": str(venv)},
+                env=env,
                 timeout=600,
             )
+            subprocess.run(
+                [str(python), "-c", "import saq"],
+                check=True,
+                capture_output=True,
+                env=env,
+                timeout=60,
+            )
+        except subprocess.CalledProcessError as error:
+            self.why_not = f"cannot install saq: {error}: {error.stderr!r}"
+            return False
         except (subprocess.SubprocessError, OSError) as error:
             self.why_not = f"cannot install saq: {error}"
             return False
-        self.python = venv / "bin" / "python"
+        self.python = python
         (self.directory / "saq_bench.py").write_text(_SAQ_SCRIPT)
         return True
 
