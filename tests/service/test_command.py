@@ -258,24 +258,32 @@ async def test_serve_without_worker_only_serves(tmp_path: pathlib.Path) -> None:
         assert code == 0
 
 
-async def test_serve_command_in_process_two_signals(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="trunner.service")
+def serve_arguments(
+    tmp_path: pathlib.Path, store: str, *extra: str
+) -> argparse.Namespace:
+    """``trunner serve``'s parsed arguments: the test handlers on ``store``, port 0."""
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    namespace = parser.parse_args(
+    return parser.parse_args(
         [
             HANDLERS,
             "--store",
-            f"sqlite:///{tmp_path / 'jobs.db'}",
+            store,
             "--port",
             "0",
             "--token-file",
             token_file(tmp_path, f"{TOKEN}\n"),
-            "--grace-period",
-            "30",
+            *extra,
         ]
+    )
+
+
+async def test_serve_command_in_process_two_signals(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trunner.service")
+    namespace = serve_arguments(
+        tmp_path, f"sqlite:///{tmp_path / 'jobs.db'}", "--grace-period", "30"
     )
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -353,19 +361,7 @@ async def test_serve_command_logs_the_store_url_without_its_password(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trunner.service")
-    parser = argparse.ArgumentParser()
-    configure_parser(parser)
-    namespace = parser.parse_args(
-        [
-            HANDLERS,
-            "--store",
-            "redis://ops:zzsecretzz@redis.invalid:6379/0",
-            "--port",
-            "0",
-            "--token-file",
-            token_file(tmp_path, f"{TOKEN}\n"),
-        ]
-    )
+    namespace = serve_arguments(tmp_path, "redis://ops:zzsecretzz@redis.invalid:6379/0")
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(
