@@ -9,7 +9,6 @@ inspection API). The parts never reach into the facade that holds them.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import socket
 import uuid
@@ -18,19 +17,18 @@ from typing import TYPE_CHECKING, Final, final
 import attrs
 import trio
 
-from .._retry import RetryPolicy
 from ._job import RetrySpec
 from ._serialize import JsonSerializer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._retry import RetryPolicy
     from ._changes import ChangeFeed
     from ._job import Retention
     from ._registry import Registry
     from ._store import JobStore
 
-logger: Final = logging.getLogger("trunner.jobs")
 
 #: Seconds the exit waits for the submits made before it to be stored (and
 #: for the worker to store the last ends).
@@ -50,32 +48,6 @@ def later(when: dt.datetime, seconds: float, what: str) -> dt.datetime:
         raise ValueError(
             f"{what}={abs(seconds)!r} s is beyond the dates a store can hold"
         ) from None
-
-
-def policy_from_spec(spec: RetrySpec) -> RetryPolicy:
-    """The `RetryPolicy` a stored `RetrySpec` describes."""
-    retry_on: list[type[BaseException]] = []
-    for name in spec.retry_on:
-        module, _, qualname = name.rpartition(".")
-        try:
-            obj: object = __import__(module, fromlist=[qualname])
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError):
-            logger.warning(
-                "retry_on class %r cannot be imported; using Exception", name
-            )
-            obj = Exception
-        if isinstance(obj, type) and issubclass(obj, BaseException):
-            retry_on.append(obj)
-    return RetryPolicy(
-        max_attempts=spec.max_attempts,
-        initial_delay=spec.initial_delay,
-        multiplier=spec.multiplier,
-        max_delay=spec.max_delay,
-        jitter=spec.jitter,
-        retry_on=tuple(retry_on) or (Exception,),
-    )
 
 
 @final
@@ -100,7 +72,7 @@ class ManagerConfig:
         """The retry policy of a job or schedule whose stored ``retry`` is this."""
         if retry is None:
             return self.retry
-        return policy_from_spec(RetrySpec.from_json(retry))
+        return RetrySpec.from_json(retry).to_policy()
 
 
 @final

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import sys
 from typing import TYPE_CHECKING, Final, final
 
 import attrs
 
+from .._retry import RetryPolicy
 from .._traits import Priority
 from .._util import check_duration, check_optional_count
 
@@ -16,7 +18,8 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
-    from .._retry import RetryPolicy
+
+logger: Final = logging.getLogger("trunner.jobs")
 
 
 @final
@@ -186,6 +189,35 @@ class RetrySpec:
             max_delay=policy.max_delay,
             jitter=policy.jitter,
             retry_on=tuple(_importable_name(c) for c in policy.retry_on),
+        )
+
+    def to_policy(self) -> RetryPolicy:
+        """The `RetryPolicy` this spec describes (`from_policy`'s inverse).
+
+        A ``retry_on`` class that cannot be imported any more is logged and
+        read as `Exception`.
+        """
+        retry_on: list[type[BaseException]] = []
+        for name in self.retry_on:
+            module, _, qualname = name.rpartition(".")
+            try:
+                obj: object = __import__(module, fromlist=[qualname])
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError):
+                logger.warning(
+                    "retry_on class %r cannot be imported; using Exception", name
+                )
+                obj = Exception
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                retry_on.append(obj)
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_delay=self.initial_delay,
+            multiplier=self.multiplier,
+            max_delay=self.max_delay,
+            jitter=self.jitter,
+            retry_on=tuple(retry_on) or (Exception,),
         )
 
     def to_json(self) -> str:
