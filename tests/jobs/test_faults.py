@@ -35,9 +35,8 @@ from trunner.jobs import (
     WorkWatcher,
     open_job_manager,
 )
-from trunner.jobs._failures import describe_error
+from trunner.jobs._failures import STORE_RETRY_MAX, describe_error
 from trunner.jobs._job import FINISHED_STATES
-from trunner.jobs._worker import STORE_RETRY_MAX
 
 from .test_manager import WALL0, Handlers, manager
 
@@ -629,11 +628,6 @@ class FailingFeed:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
-
-    def watch(
-        self, *, handlers: Collection[str] | None
-    ) -> AbstractAsyncContextManager[WorkWatcher]:
-        return self.store.watch(handlers=handlers)
 
     @contextlib.asynccontextmanager
     async def watch_changes(

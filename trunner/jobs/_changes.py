@@ -49,9 +49,6 @@ logger: Final = logging.getLogger("trunner.jobs")
 #: Seconds a follower waits on the store's watcher before looking at its
 #: listeners again.
 _FOLLOW_WAIT: Final = 30.0
-#: The store failure backoff: first and greatest delay, in seconds.
-_BACKOFF_FIRST: Final = 0.1
-_BACKOFF_MAX: Final = 5.0
 #: Seconds closing waits for the follower to stop.
 _CLOSE_TIMEOUT: Final = 5.0
 #: Jobs whose last record from the store is remembered, to skip repeats.
@@ -141,7 +138,6 @@ class ChangeFeed:
         """Publish the changes other writers make, until ``scope`` is cancelled."""
         try:
             with scope:
-                backoff = _BACKOFF_FIRST
                 failures = StoreFailures("follow the store's changes")
                 while True:
                     try:
@@ -150,13 +146,11 @@ class ChangeFeed:
                         ) as watcher:
                             while True:
                                 records = await watcher.changes(_FOLLOW_WAIT)
-                                backoff = _BACKOFF_FIRST
                                 failures.answered()
                                 self._publish_theirs(records)
                     except Exception as error:  # logged once per outage
                         failures.failed(error)
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    await trio.sleep(failures.backoff())
         finally:
             done.set()
 

@@ -1,4 +1,4 @@
-"""Failures of repeated store calls, as the log shows them."""
+"""Failures of repeated store calls: when to try again, and what the log shows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from typing import Final, cast, final
 
 import attrs
 
+from .._retry import capped_backoff
+
 logger: Final = logging.getLogger("trunner.jobs")
+
+#: Seconds before a failed store call is tried again; the wait doubles with
+#: each failure in a row, up to `STORE_RETRY_MAX`.
+STORE_RETRY_INITIAL: Final = 0.1
+#: The longest wait between two tries of a failing store: once the store
+#: answers again, the caller resumes within this many seconds.
+STORE_RETRY_MAX: Final = 5.0
 
 
 def describe_error(error: BaseException) -> str:
@@ -69,6 +78,10 @@ class StoreFailures:
                 self.count,
                 describe_error(error),
             )
+
+    def backoff(self) -> float:
+        """Seconds until the next try: doubles per failure in a row, capped."""
+        return capped_backoff(STORE_RETRY_INITIAL, 2.0, STORE_RETRY_MAX, self.count)
 
     def answered(self) -> None:
         """End a series, if one is under way: the store answers again."""

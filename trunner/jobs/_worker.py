@@ -46,12 +46,6 @@ if TYPE_CHECKING:
 
 logger: Final = logging.getLogger("trunner.jobs")
 
-#: Seconds before the worker tries a failed store call again; the wait doubles
-#: with each failure in a row, up to `STORE_RETRY_MAX`.
-STORE_RETRY_INITIAL: Final = 0.1
-#: The longest wait between two tries of a failing store: once the store
-#: answers again, the worker resumes within this many seconds.
-STORE_RETRY_MAX: Final = 5.0
 #: Seconds a claimed job may wait for a free slot before it is handed back.
 PREFETCH_HOLD: Final = 1.0
 _BLOCKING: Final = TaskTraits(may_block=True)
@@ -220,7 +214,7 @@ class Worker:
                 if self.stopping and self.store_failures.count > _STOP_TRIES:
                     self._give_up_ends()
                     return
-                with trio.move_on_after(self.store_backoff()):
+                with trio.move_on_after(self.store_failures.backoff()):
                     await self.stopped.wait()
                 continue
             self.store_failures.answered()
@@ -253,7 +247,7 @@ class Worker:
             due = await self.env.store.next_due(handlers=handlers)
         except Exception as error:
             self.store_failures.failed(error, what="find the next due job")
-            return self.store_backoff()
+            return self.store_failures.backoff()
         wait = self.env.config.poll_interval
         if due is not None and due > now:
             wait = min(wait, max(0.0, self.env.seconds_until(due)))
@@ -298,12 +292,6 @@ class Worker:
             )
         self.ends = []
         self.ending.clear()
-
-    def store_backoff(self) -> float:
-        """Seconds until the next try: doubles per failure in a row, capped."""
-        # 2**32 * 0.1 s: far past the cap.
-        exponent = min(self.store_failures.count - 1, 32)
-        return min(STORE_RETRY_MAX, STORE_RETRY_INITIAL * 2.0**exponent)
 
     # ------------------------------------------------------------ the handlers
 
